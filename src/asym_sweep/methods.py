@@ -1,0 +1,75 @@
+"""Training methods: a backward rule plus the settings around it (dropout, scope, output layer).
+
+A *method* is what a user names on the command line (``method=topk``); its
+config file ``conf/method/<name>.yaml`` names a registered backward *rule*
+(`asym_sweep.sparse.RULES`) and gives its parameters. The thesis' four methods
+(section 9.1.2) are:
+
+* ``dropout``: symmetric training, dense backward, dropout 0.4 on hidden activations;
+* ``topk``: top-k asymmetry, k = 40;
+* ``complete``: complete-sparsification asymmetry, k = 170;
+* ``partial``: partial-connectivity asymmetry, k1 = 40, k2 = 200.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from asym_sweep.sparse import BackwardRule, make_rule
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything that defines a method; mirrors ``conf/method/*.yaml``."""
+
+    name: str
+    rule: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    scope: str = "batch"
+    dropout: float = 0.0
+    # The thesis applies its rule to every layer; the output layer (10 units) is
+    # unaffected whenever k >= 10 anyway, but a user may exclude it explicitly.
+    sparsify_output: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "MethodSpec":
+        return cls(
+            name=str(cfg["name"]),
+            rule=str(cfg["rule"]),
+            params=dict(cfg.get("params") or {}),
+            scope=str(cfg.get("scope", "batch")),
+            dropout=float(cfg.get("dropout", 0.0)),
+            sparsify_output=bool(cfg.get("sparsify_output", True)),
+        )
+
+    def make_rule(self) -> BackwardRule:
+        return make_rule(self.rule, scope=self.scope, **self.params)
+
+    def layer_rules(self, n_layers: int) -> list[BackwardRule]:
+        """One rule object per layer (rules may keep per-layer state)."""
+        rules = [self.make_rule() for _ in range(n_layers)]
+        if not self.sparsify_output:
+            rules[-1] = make_rule("dense", scope=self.scope)
+        return rules
+
+    def tag(self) -> str:
+        """Directory-safe identity of the method and every setting that changes results.
+
+        ``topk-k40``, ``partial-k1_40-k2_200``, ``dropout-p0.4``, ``topk-k40-sample``.
+        """
+        parts = [self.name]
+        parts += [_param_tag(key, value) for key, value in sorted(self.params.items())]
+        if self.dropout > 0.0:
+            parts.append(f"p{self.dropout:g}")
+        if self.rule != "dense" and self.scope != "batch":
+            parts.append(self.scope)
+        if not self.sparsify_output:
+            parts.append("denseout")
+        return "-".join(parts)
+
+
+def _param_tag(key: str, value: Any) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    sep = "_" if key[-1].isdigit() else ""
+    return f"{key}{sep}{text}".replace("/", "_").replace(" ", "")

@@ -1,0 +1,130 @@
+"""The feed-forward ReLU network of the thesis, built from sparsified linear layers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asym_sweep.sparse import BackwardRule, apply_rule
+from asym_sweep.timing import Stopwatch
+
+N_INPUTS = 28 * 28
+N_CLASSES = 10
+THESIS_DEPTHS = (1, 2, 3, 4, 5)
+THESIS_WIDTHS = (64, 128, 256, 512, 1024)
+_ARCH_PATTERN = re.compile(r"l([0-9]+)-([0-9]+)")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """``l<depth>-<width>``: ``depth`` hidden layers of ``width`` ReLU units (thesis 9.1.2)."""
+
+    depth: int
+    width: int
+
+    @property
+    def name(self) -> str:
+        return f"l{self.depth}-{self.width}"
+
+    def layer_shapes(self, n_in: int = N_INPUTS, n_out: int = N_CLASSES) -> list[tuple[int, int]]:
+        """``(in, out)`` of every linear layer, input to output."""
+        sizes = [n_in] + [self.width] * self.depth + [n_out]
+        return list(zip(sizes[:-1], sizes[1:]))
+
+
+def parse_arch(name: str) -> Arch:
+    match = _ARCH_PATTERN.fullmatch(str(name).strip())
+    if match is None or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ValueError(
+            f"bad architecture {name!r}: expected l<depth>-<width> with positive integers, e.g. l3-256"
+        )
+    return Arch(int(match.group(1)), int(match.group(2)))
+
+
+THESIS_ARCHS: tuple[str, ...] = tuple(
+    Arch(depth, width).name for width in THESIS_WIDTHS for depth in THESIS_DEPTHS
+)
+
+
+class SparseLinear(nn.Module):
+    """A linear layer whose backward pass follows a `BackwardRule`."""
+
+    def __init__(self, in_features: int, out_features: int, rule: BackwardRule) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.rule = rule
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features))
+        # Set by the training loop to time index selection; not part of the state.
+        self.clock: Stopwatch | None = None
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        # Xavier/Glorot uniform weights and zero biases (thesis 9.1.2).
+        nn.init.xavier_uniform_(self.weight, generator=generator)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return apply_rule(self.rule, x, self.weight, self.bias, self.clock)
+
+    def extra_repr(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.rule.params().items())
+        return f"{self.in_features} -> {self.out_features}, rule={self.rule.name}({params}), scope={self.rule.scope}"
+
+
+class MLP(nn.Module):
+    """784 inputs, ``depth`` ReLU hidden layers, 10 logits.
+
+    Dropout (symmetric baseline, p=0.4 in the thesis) acts on hidden activations
+    after the ReLU, never on the input pixels or the logits.
+    """
+
+    def __init__(self, arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0) -> None:
+        super().__init__()
+        shapes = arch.layer_shapes()
+        if len(rules) != len(shapes):
+            raise ValueError(f"{arch.name} has {len(shapes)} layers but {len(rules)} rules were given")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.arch = arch
+        self.dropout = dropout
+        self.layers = nn.ModuleList(SparseLinear(i, o, r) for (i, o), r in zip(shapes, rules))
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        for layer in self.layers:
+            layer.reset_parameters(generator)
+
+    def set_clock(self, clock: Stopwatch | None) -> None:
+        for layer in self.layers:
+            layer.clock = clock
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.reshape(x.shape[0], -1)
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = F.relu(layer(x))
+            if self.dropout > 0.0:
+                x = F.dropout(x, self.dropout, self.training)
+        return last(x)
+
+    def backward_madds(self, batch: int) -> int:
+        """Analytical multiply-adds of one backward pass (no input gradient for layer 1)."""
+        return sum(
+            layer.rule.backward_madds(batch, layer.in_features, layer.out_features, input_grad=i > 0)
+            for i, layer in enumerate(self.layers)
+        )
+
+
+def build_mlp(
+    arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0, seed: int | None = None
+) -> MLP:
+    """An initialised MLP; ``seed`` makes the initial weights reproducible."""
+    model = MLP(arch, rules, dropout)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    model.reset_parameters(generator)
+    return model

@@ -1,0 +1,50 @@
+"""Wall-clock accumulators shared by the training loop and the backward rules.
+
+The training loop owns every `Stopwatch`; rules only receive one to time their
+index selection (the thesis' "max-heap" time, section 9.3), so that selection and
+matrix-product time can be reported apart.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+
+
+def device_sync(device: torch.device) -> Callable[[], None] | None:
+    """A function that waits for queued kernels on `device`, or None on CPU.
+
+    CUDA kernels run asynchronously, so a wall-clock interval is only meaningful
+    when the queue is drained at both ends.
+    """
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return None
+
+
+class Stopwatch:
+    """Accumulates the seconds spent inside `measure()` blocks."""
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+        self.seconds = 0.0
+        self._sync = sync
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        if self._sync is not None:
+            self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._sync is not None:
+                self._sync()
+            self.seconds += time.perf_counter() - start
+
+    def reset(self) -> float:
+        """Return the accumulated seconds and start again from zero."""
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds

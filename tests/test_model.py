@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from asym_sweep.methods import MethodSpec
+from asym_sweep.model import THESIS_ARCHS, Arch, build_mlp, parse_arch
+from asym_sweep.sparse import Dense, TopK
+
+
+def test_thesis_grid_has_25_architectures():
+    assert len(THESIS_ARCHS) == 25 and len(set(THESIS_ARCHS)) == 25
+    assert {"l1-64", "l5-1024", "l3-256"} <= set(THESIS_ARCHS)
+
+
+@pytest.mark.parametrize("name,depth,width", [("l1-64", 1, 64), ("l7-3", 7, 3), (" l2-100 ", 2, 100)])
+def test_parse_arch(name, depth, width):
+    assert parse_arch(name) == Arch(depth, width)
+
+
+@pytest.mark.parametrize("bad", ["l0-64", "l3-0", "3-256", "l3_256", "L3-256", "l3-", "", "l-1-5"])
+def test_bad_arch_name(bad):
+    with pytest.raises(ValueError, match="expected l<depth>-<width>"):
+        parse_arch(bad)
+
+
+@pytest.mark.parametrize("arch_name", THESIS_ARCHS)
+def test_every_thesis_arch_builds_with_xavier_init(arch_name):
+    arch = parse_arch(arch_name)
+    model = build_mlp(arch, [TopK(k=40)] * (arch.depth + 1), seed=0)
+    assert len(model.layers) == arch.depth + 1
+    for layer in model.layers:
+        bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.std() > bound / 3  # not left at zero
+        assert torch.count_nonzero(layer.bias) == 0
+    out = model(torch.rand(4, 1, 28, 28))
+    assert out.shape == (4, 10)
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    arch = parse_arch("l2-32")
+    a, b, c = (build_mlp(arch, [Dense()] * 3, seed=s) for s in (1, 1, 2))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.layers[0].weight, c.layers[0].weight)
+
+
+def test_dropout_only_in_training():
+    arch = parse_arch("l2-64")
+    model = build_mlp(arch, [Dense()] * 3, dropout=0.4, seed=0)
+    x = torch.rand(8, 784)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.equal(model(x), model(x))
+
+
+def test_output_layer_can_be_excluded():
+    spec = MethodSpec("topk", "topk", {"k": 5}, sparsify_output=False)
+    rules = spec.layer_rules(3)
+    assert [r.name for r in rules] == ["topk", "topk", "dense"]
+    assert rules[0] is not rules[1]  # one object per layer
+
+
+def test_backward_madds_skip_first_layer_input_grad():
+    arch = parse_arch("l1-64")
+    dense = build_mlp(arch, [Dense(), Dense()], seed=0)
+    assert dense.backward_madds(50) == 50 * 64 * 784 + 2 * 50 * 10 * 64
+    topk = build_mlp(arch, [TopK(k=40), TopK(k=40)], seed=0)
+    assert topk.backward_madds(50) == 50 * 40 * 784 + 2 * 50 * 10 * 64
