@@ -1,0 +1,42 @@
+# asym-sweep: `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATASET ?= fashion_mnist
+# Extra overrides for run/sweep, e.g. make run ARGS="method=partial arch=l2-128"
+ARGS ?=
+RUNS  ?= outputs/runs
+REPORT ?= outputs/report
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data run test sweep status report bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with the pinned dependencies (CPU torch)
+
+data: setup  ## make the dataset available (DATASET=fashion_mnist|mnist)
+	$(PY) -m asym_sweep.download --dataset $(DATASET)
+
+run: data  ## set up, get the data, and train the default run (method=topk arch=l3-256)
+	$(PY) -m asym_sweep dataset=$(DATASET) $(ARGS)
+
+test: setup  ## set up and run the tests
+	$(PY) -m pytest -q $(ARGS)
+
+sweep: data  ## the thesis' Fashion-MNIST grid: 25 archs x 4 methods x 5 seeds (resumable)
+	$(PY) -m asym_sweep --multirun +experiment=thesis_fashion $(ARGS)
+
+status: setup  ## progress of the sweeps under RUNS
+	$(PY) -m asym_sweep.status --runs $(RUNS)
+
+clean:  ## remove caches (never runs or reports)
+	rm -rf .pytest_cache src/*.egg-info
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

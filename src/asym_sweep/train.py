@@ -1,0 +1,294 @@
+"""One run: train an MLP with a method, evaluate every epoch, time the phases, record it.
+
+All timers live here (forward, backward, index selection inside backward,
+optimizer step, evaluation); rules only receive the selection stopwatch.
+Reproducibility: three independent seeded random streams, derived from the
+run's seed, drive initial weights, batch order and dropout; their states are
+part of every checkpoint, so a resumed run continues exactly where the
+uninterrupted one would have been.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from asym_sweep import records
+from asym_sweep.config import identity
+from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
+from asym_sweep.methods import MethodSpec
+from asym_sweep.model import MLP, build_mlp, parse_arch
+from asym_sweep.progress import ProgressBar, progress_enabled
+from asym_sweep.sparse import Dense
+from asym_sweep.timing import Stopwatch, device_sync
+
+# Offsets that turn one run seed into three independent streams.
+SHUFFLE_SEED_OFFSET = 1_000_003
+DROPOUT_SEED_OFFSET = 2_000_003
+PHASES = ("forward", "backward", "select", "optimizer", "eval")
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Timers:
+    """Seconds per phase, summed over the run (restored on resume)."""
+
+    sync: Callable[[], None] | None = None
+    watches: dict[str, Stopwatch] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.watches = {name: Stopwatch(self.sync) for name in PHASES}
+
+    def __getitem__(self, name: str) -> Stopwatch:
+        return self.watches[name]
+
+    def totals(self) -> dict[str, float]:
+        return {name: watch.seconds for name, watch in self.watches.items()}
+
+    def restore(self, totals: dict[str, float]) -> None:
+        for name, seconds in totals.items():
+            if name in self.watches:
+                self.watches[name].seconds = seconds
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} was asked for but CUDA is not available; use device=cpu or device=auto")
+    return device
+
+
+@torch.no_grad()
+def evaluate(model: MLP, x: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) in eval mode (dropout off)."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, len(y), batch_size):
+        logits = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        correct += (logits.argmax(1) == target).sum()
+        loss += F.cross_entropy(logits, target, reduction="sum").double()
+    model.train()
+    return correct.item() / len(y), loss.item() / len(y)
+
+
+def train_epoch(
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    splits: Splits,
+    batch_size: int,
+    shuffle: torch.Generator,
+    timers: Timers,
+    bar: ProgressBar,
+) -> float:
+    """One pass over the training set; returns the mean training loss."""
+    model.train()
+    total = torch.zeros((), dtype=torch.float64, device=splits.train_x.device)
+    for xb, yb in shuffled_batches(splits.train_x, splits.train_y, batch_size, shuffle):
+        with timers["forward"].measure():
+            loss = F.cross_entropy(model(xb), yb)
+        with timers["backward"].measure():
+            loss.backward()
+        with timers["optimizer"].measure():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += loss.detach().double() * len(yb)
+        bar.update(1)
+    mean = total.item() / len(splits.train_y)
+    if not math.isfinite(mean):
+        raise TrainingDiverged(f"training loss became {mean}")
+    return mean
+
+
+def _rng_state(shuffle: torch.Generator, device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def backward_madds_per_example(model: MLP) -> tuple[int, int]:
+    """(this method's, dense backprop's) analytical backward multiply-adds per training example."""
+    dense = Dense()
+    dense_madds = sum(
+        dense.backward_madds(1, layer.in_features, layer.out_features, input_grad=i > 0)
+        for i, layer in enumerate(model.layers)
+    )
+    return model.backward_madds(1), dense_madds
+
+
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    threads: int,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train one configuration to completion (resuming a checkpoint) and write ``result.json``."""
+    started = time.time()
+    torch.set_num_threads(max(1, threads))
+    device = resolve_device(cfg.device)
+    spec = MethodSpec.from_config(cfg.method)
+    arch = parse_arch(cfg.arch)
+    run_identity = identity(cfg)
+
+    splits = load_splits(cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit).to(device)
+    torch.manual_seed(cfg.seed + DROPOUT_SEED_OFFSET)
+    shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
+    model = build_mlp(arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=cfg.seed).to(device)
+    o = cfg.train.optim
+    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    timers = Timers(device_sync(device))
+    model.set_clock(timers["select"])
+
+    history: list[dict[str, Any]] = []
+    resumed_at: list[int] = []
+    wall_before = 0.0
+    state, problem = records.load_checkpoint(run_dir) if cfg.train.checkpoint else (None, None)
+    if problem:
+        log(f"warning: {problem}; starting this run from scratch")
+    elif state is not None and state["identity"] != run_identity:
+        log(f"warning: {run_dir / records.CHECKPOINT_FILE} is from other settings; starting from scratch")
+        state = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], shuffle, device)
+        history = list(state["history"])
+        timers.restore(state["timing"])
+        wall_before = state.get("wall_s", 0.0)
+        resumed_at = list(state.get("resumed_at", [])) + [state["epoch"]]
+        log(f"resuming {run_dir} after epoch {state['epoch']}")
+
+    epochs = cfg.train.epochs
+    batches = n_batches(len(splits.train_y), cfg.train.batch_size)
+    label = f"{cfg.dataset.name} {arch.name} {spec.tag()} seed{cfg.seed}"
+    bar = ProgressBar(label, batches, progress_enabled(cfg.progress))
+    segment_start = time.time()
+    try:
+        for epoch in range(len(history), epochs):
+            bar.reset(f"{label} epoch {epoch + 1}/{epochs}", batches)
+            before = timers.totals()
+            epoch_start = time.perf_counter()
+            train_loss = train_epoch(model, optimizer, splits, cfg.train.batch_size, shuffle, timers, bar)
+            epoch_s = time.perf_counter() - epoch_start
+            with timers["eval"].measure():
+                val_acc, val_loss = evaluate(model, splits.val_x, splits.val_y, cfg.train.eval_batch_size)
+                test_acc, test_loss = evaluate(model, splits.test_x, splits.test_y, cfg.train.eval_batch_size)
+            after = timers.totals()
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_acc": val_acc,
+                    "test_loss": test_loss,
+                    "test_acc": test_acc,
+                    "train_s": epoch_s,
+                    **{f"{name}_s": after[name] - before[name] for name in PHASES if name != "eval"},
+                }
+            )
+            bar.note = f"loss {train_loss:.4f} val {val_acc:.4f}"
+            if cfg.train.checkpoint and epoch + 1 < epochs:
+                records.save_checkpoint(
+                    run_dir,
+                    {
+                        "schema_version": records.SCHEMA_VERSION,
+                        "identity": run_identity,
+                        "epoch": epoch + 1,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": _rng_state(shuffle, device),
+                        "history": history,
+                        "timing": timers.totals(),
+                        "wall_s": wall_before + time.time() - segment_start,
+                        "resumed_at": resumed_at,
+                    },
+                )
+    finally:
+        bar.close()
+
+    madds_method, madds_dense = backward_madds_per_example(model)
+    examples = len(splits.train_y) * epochs
+    totals = timers.totals()
+    final = history[-1]
+    result = {
+        "schema_version": records.SCHEMA_VERSION,
+        "status": "completed",
+        "dataset": cfg.dataset.name,
+        "arch": arch.name,
+        "depth": arch.depth,
+        "width": arch.width,
+        "method": spec.name,
+        "method_tag": spec.tag(),
+        "rule": spec.rule,
+        "method_params": dict(spec.params),
+        "scope": spec.scope,
+        "dropout": spec.dropout,
+        "sparsify_output": spec.sparsify_output,
+        "seed": int(cfg.seed),
+        "epochs": int(epochs),
+        "batch_size": int(cfg.train.batch_size),
+        "n_train": len(splits.train_y),
+        "n_val": len(splits.val_y),
+        "n_test": len(splits.test_y),
+        "steps": batches * epochs,
+        "final": {k: final[k] for k in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")},
+        "history": history,
+        "timing": {
+            "backward_s": totals["backward"],
+            # The thesis' "max-heap" time (9.3) and the rest of backprop ("JVP").
+            "select_s": totals["select"],
+            "product_s": totals["backward"] - totals["select"],
+            "forward_s": totals["forward"],
+            "optimizer_s": totals["optimizer"],
+            "eval_s": totals["eval"],
+            "train_s": sum(h["train_s"] for h in history),
+            "wall_s": wall_before + time.time() - segment_start,
+        },
+        "flops": {
+            "backward_madds": madds_method * examples,
+            "dense_backward_madds": madds_dense * examples,
+            "ratio_to_dense": madds_method / madds_dense,
+        },
+        "resumed_at_epochs": resumed_at,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "host": platform.node(),
+            "data_source": splits.source,
+        },
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    records.write_json_atomic(run_dir / records.RESULT_FILE, result)
+    records.remove_checkpoint(run_dir)
+    return result

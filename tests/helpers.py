@@ -1,0 +1,44 @@
+"""Helpers for tests that compose the real config or run the real command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from asym_sweep.config import CONF_DIR, register_configs
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def small_overrides(data_root: Path, runs_root: Path, **extra: object) -> list[str]:
+    """Shrink a run to seconds: toy data, one epoch, one thread."""
+    base = {
+        "dataset.root": str(data_root),
+        "dataset.val_size": 50,
+        "train.epochs": 1,
+        "runs_root": str(runs_root),
+        "threads": 1,
+        "progress": "off",
+        "arch": "l1-32",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    full_env.pop("ASYM_SWEEP_LAUNCH", None)
+    flags = [a for a in args if a.startswith("-")]  # Hydra wants --multirun before overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    return subprocess.run(
+        [sys.executable, "-m", "asym_sweep", *flags, *overrides], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

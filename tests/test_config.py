@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from asym_sweep.config import ConfigError, identity, identity_differences, run_dir, validate
+from helpers import compose_config
+
+
+def test_default_config_is_the_thesis_setup():
+    cfg = compose_config([])
+    assert cfg.dataset.name == "fashion_mnist" and cfg.train.epochs == 20
+    assert cfg.method.name == "topk" and cfg.method.params.k == 40 and cfg.method.scope == "batch"
+    assert cfg.train.batch_size == 50
+    o = cfg.train.optim
+    assert (o.lr, o.beta1, o.beta2, o.eps) == (1e-3, 0.9, 0.999, 1e-8)
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "method,params,dropout",
+    [("dropout", {}, 0.4), ("topk", {"k": 40}, 0.0), ("complete", {"k": 170}, 0.0), ("partial", {"k1": 40, "k2": 200}, 0.0)],
+)
+def test_thesis_methods_have_thesis_defaults(method, params, dropout):
+    cfg = compose_config([f"method={method}"])
+    assert dict(cfg.method.params) == params and cfg.method.dropout == dropout
+    validate(cfg)
+
+
+def test_mnist_uses_17_epochs_and_overrides_compose():
+    cfg = compose_config(["dataset=mnist", "method=partial", "method.params.k2=100", "arch=l2-128", "seed=3"])
+    assert cfg.train.epochs == 17 and cfg.method.params.k2 == 100
+    assert str(run_dir(cfg)) == "outputs/runs/mnist/l2-128/partial-k1_40-k2_100/seed3"
+
+
+def test_presets_compose():
+    cfg = compose_config(["+experiment=thesis_mnist"])
+    assert cfg.arch == "l1-512" and cfg.dataset.name == "mnist"
+
+
+@pytest.mark.parametrize("override", ["train.epoc=3", "train.epochs=abc", "method=nope", "dataset=cifar"])
+def test_typos_and_wrong_types_fail_at_composition(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_config([override])
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("arch=l0-64", "bad architecture"),
+        ("arch=3x256", "bad architecture"),
+        ("method.params.k=0", "k must be >= 1"),
+        ("method.scope=layer", "unknown scope"),
+        ("train.epochs=0", "train.epochs must be >= 1"),
+        ("method.dropout=1.5", "dropout"),
+        ("device=tpu", "device must be"),
+    ],
+)
+def test_semantic_errors_are_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config([override]))
+
+
+def test_identity_ignores_how_a_run_executes():
+    a = identity(compose_config(["threads=1", "device=cpu"]))
+    b = identity(compose_config(["threads=2", "progress=off", "dataset.root=/elsewhere"]))
+    assert a == b
+    c = identity(compose_config(["train.batch_size=10"]))
+    assert identity_differences(a, c) == ["train.batch_size: 50 -> 10"]

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from asym_sweep import records, train
+from asym_sweep.config import run_dir
+from helpers import compose_config, small_overrides
+
+
+def run_small(tiny_data, runs_root, **extra):
+    cfg = compose_config(small_overrides(tiny_data, runs_root, **extra))
+    return train.run(cfg, run_dir(cfg), threads=1, log=lambda m: None), run_dir(cfg)
+
+
+@pytest.mark.parametrize("method", ["dropout", "topk", "complete", "partial"])
+def test_one_epoch_writes_a_complete_result(tiny_data, tmp_path, method):
+    result, folder = run_small(tiny_data, tmp_path / "runs", method=method)
+    on_disk, problem = records.read_result(folder)
+    assert problem is None and on_disk == result
+    assert result["status"] == "completed" and result["method"] == method
+    assert result["epochs"] == 1 and len(result["history"]) == 1
+    epoch = result["history"][0]
+    for key in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "backward_s", "select_s"):
+        assert key in epoch
+    t = result["timing"]
+    assert t["backward_s"] > 0 and t["forward_s"] > 0 and t["optimizer_s"] > 0 and t["wall_s"] > 0
+    assert t["product_s"] == pytest.approx(t["backward_s"] - t["select_s"])
+    assert (t["select_s"] > 0) == (method != "dropout")
+    assert result["n_train"] == 250 and result["n_val"] == 50 and result["n_test"] == 100
+    assert result["config"]["method"]["name"] == method
+    assert result["environment"]["torch"] and result["environment"]["device"] == "cpu"
+    assert not (folder / records.CHECKPOINT_FILE).exists()
+
+
+def test_flop_figures_match_the_rule(tiny_data, tmp_path):
+    result, _ = run_small(tiny_data, tmp_path / "runs", method="topk", arch="l1-64")
+    examples = 250
+    dense = 64 * 784 + 2 * 10 * 64
+    topk = 40 * 784 + 2 * 10 * 64
+    assert result["flops"]["dense_backward_madds"] == dense * examples
+    assert result["flops"]["backward_madds"] == topk * examples
+    assert result["flops"]["ratio_to_dense"] == pytest.approx(topk / dense)
+
+
+def test_same_seed_same_numbers_other_seed_differs(tiny_data, tmp_path):
+    a, _ = run_small(tiny_data, tmp_path / "a", method="dropout", **{"train.epochs": 2})
+    b, _ = run_small(tiny_data, tmp_path / "b", method="dropout", **{"train.epochs": 2})
+    c, _ = run_small(tiny_data, tmp_path / "c", method="dropout", seed=1, **{"train.epochs": 2})
+    strip = lambda r: [{k: v for k, v in h.items() if not k.endswith("_s")} for h in r["history"]]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+
+
+def test_toy_data_is_learned(tiny_data, tmp_path):
+    result, _ = run_small(tiny_data, tmp_path / "runs", **{"train.epochs": 3, "arch": "l2-64"})
+    assert result["final"]["val_acc"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_nan_loss_raises(tiny_data, tmp_path):
+    with pytest.raises(train.TrainingDiverged):
+        run_small(tiny_data, tmp_path / "runs", method="dropout", **{"train.optim.lr": 1e30})
+
+
+def test_real_fashion_mnist_slice(shared_data, tmp_path):
+    result, _ = run_small(shared_data, tmp_path / "runs", **{"dataset.val_size": 5000, "dataset.train_limit": 2000, "arch": "l1-64"})
+    assert result["n_train"] == 2000 and result["n_val"] == 5000 and result["n_test"] == 10000
+    assert result["final"]["val_acc"] > 0.5
