@@ -207,16 +207,21 @@ class Dense(BackwardRule):
         return batch * n_out * n_in * (2 if input_grad else 1)
 
 
-@register_rule("topk")
 @dataclass
-class TopK(BackwardRule):
-    """meProp / thesis eqs. 7.1-7.3: only the k largest sensitivities propagate."""
+class _OneK(BackwardRule):
+    """Base of the rules with a single selection size ``k``."""
 
     k: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_k("k", self.k)
+
+
+@register_rule("topk")
+@dataclass
+class TopK(_OneK):
+    """meProp / thesis eqs. 7.1-7.3: only the k largest sensitivities propagate."""
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
         if self.scope == "sample":
@@ -287,14 +292,8 @@ class Partial(BackwardRule):
 
 @register_rule("complete")
 @dataclass
-class Complete(BackwardRule):
+class Complete(_OneK):
     """Complete sparsification (thesis eqs. 7.4-7.5, 8.3-8.5): top-k of g, x and each row of W."""
-
-    k: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_k("k", self.k)
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
         if self.scope == "sample":

@@ -188,7 +188,7 @@ def run(
     batches = n_batches(len(splits.train_y), cfg.train.batch_size)
     label = f"{cfg.dataset.name} {arch.name} {spec.tag()} seed{cfg.seed}"
     bar = ProgressBar(label, batches, progress_enabled(cfg.progress))
-    segment_start = time.time()
+    segment_start = started  # wall time includes loading the data and building the model
     try:
         for epoch in range(len(history), epochs):
             bar.reset(f"{label} epoch {epoch + 1}/{epochs}", batches)
