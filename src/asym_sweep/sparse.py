@@ -104,6 +104,10 @@ def _gather_cols(v: Tensor, idx: Tensor | None) -> Tensor:
     return v if idx is None else v.index_select(1, idx)
 
 
+def _gather_rows(v: Tensor, idx: Tensor | None) -> Tensor:
+    return v if idx is None else v.index_select(0, idx)
+
+
 def _scatter_rows(block: Tensor, idx: Tensor | None, n_rows: int) -> Tensor:
     """Place the rows of ``block`` at row indices ``idx`` of a zero ``(n_rows, ...)`` tensor."""
     if idx is None:
@@ -240,10 +244,6 @@ class TopK(_OneK):
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k = min(self.k, n_out)
         return batch * k * n_in * (2 if input_grad else 1)
-
-
-def _gather_rows(v: Tensor, idx: Tensor | None) -> Tensor:
-    return v if idx is None else v.index_select(0, idx)
 
 
 def _sparse_outer(gc: Tensor, rows: Tensor | None, xc: Tensor, cols: Tensor | None, shape: torch.Size) -> Tensor:
