@@ -28,7 +28,8 @@ data: setup  ## make the dataset available (DATASET=fashion_mnist|mnist)
 run: data  ## set up, get the data, and train the default run (method=topk arch=l3-256)
 	$(PY) -m asym_sweep dataset=$(DATASET) $(ARGS)
 
-test: setup  ## set up and run the tests
+test: setup  ## set up (incl. chromium for the report's browser test, when possible) and run the tests
+	@sh scripts/ensure_chromium.sh
 	$(PY) -m pytest -q $(ARGS)
 
 sweep: data  ## the thesis' Fashion-MNIST grid: 25 archs x 4 methods x 5 seeds (resumable)
@@ -36,6 +37,9 @@ sweep: data  ## the thesis' Fashion-MNIST grid: 25 archs x 4 methods x 5 seeds (
 
 status: setup  ## progress of the sweeps under RUNS
 	$(PY) -m asym_sweep.status --runs $(RUNS)
+
+report: setup  ## tables and figures from RUNS beside the thesis' values, into REPORT (index.html)
+	$(PY) -m asym_sweep.report --runs $(RUNS) --out $(REPORT)
 
 clean:  ## remove caches (never runs or reports)
 	rm -rf .pytest_cache src/*.egg-info

@@ -1,0 +1,275 @@
+"""Assemble the report: data files, tables, figures and ``index.html``, written atomically.
+
+Everything is built in a temporary folder beside the output folder and moved
+into place at the end, so an interrupted build leaves the previous report
+intact and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from asym_sweep.report import figures, tables
+from asym_sweep.report import thesis as th
+from asym_sweep.report.aggregate import epoch_curves, summarize
+from asym_sweep.report.collect import Collection, collect
+from asym_sweep.report.page import Section, render_page
+from asym_sweep.status import THESIS_GRID_ARCHS
+
+
+class ReportError(RuntimeError):
+    """The report cannot be built (one line: what is wrong and what to do)."""
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    n_completed: int
+    n_failed: int
+    coverage: list[str]
+    files: list[Path] = field(default_factory=list)
+    static: str = ""
+
+
+@dataclass
+class Frames:
+    """Everything the pages are made from."""
+
+    collection: Collection
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    accuracy: pd.DataFrame
+    times: pd.DataFrame
+    reduction: pd.DataFrame
+    reference: pd.DataFrame
+
+
+def compute(collection: Collection) -> Frames:
+    summary = summarize(collection.runs)
+    reference = th.load_reference()
+    times = th.time_comparison(summary, reference)
+    return Frames(collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
+                  times, th.time_reduction_summary(times), reference)
+
+
+def coverage_lines(summary: pd.DataFrame, seeds: int) -> list[str]:
+    """How much of the thesis grid (its archs x its four methods x ``seeds``) the runs cover."""
+    lines = []
+    for dataset, archs in THESIS_GRID_ARCHS.items():
+        cells = [(a, t) for a in archs for t in th.THESIS_TAGS]
+        have = summary[summary["dataset"] == dataset].set_index(["arch", "method_tag"])["n_seeds"] if not summary.empty else pd.Series(dtype=int)
+        counts = [int(have.get(c, 0)) for c in cells]
+        runs = sum(min(n, seeds) for n in counts)
+        lines.append(
+            f"{dataset}: {runs} of {len(cells) * seeds} runs of the thesis grid ({len(archs)} archs x 4 methods x {seeds} seeds); "
+            f"{sum(n > 0 for n in counts)} of {len(cells)} cells have a run, {sum(n >= 2 for n in counts)} have a CI (2+ seeds)"
+        )
+    return lines
+
+
+def arch_order(frames: Frames) -> list[tuple[str, str]]:
+    """The thesis' table order first, then any other (dataset, arch) we have runs for, by depth and width."""
+    numbers = th.table_numbers(frames.reference)
+    thesis = sorted(numbers, key=lambda k: float(numbers[k]["accuracy"].split(".", 1)[1]))
+    ours = frames.summary[["dataset", "arch", "depth", "width"]].drop_duplicates()
+    extra = [(d, a) for d, a, _, _ in sorted(ours.itertuples(index=False), key=lambda r: (r[0], r[2], r[3])) if (d, a) not in numbers]
+    return thesis + extra
+
+
+def best_display(best: pd.DataFrame) -> pd.DataFrame:
+    def share(n: int, pct: float, total: int) -> str:
+        return tables.MISSING if not total else f"{n} of {total} ({pct:.0f}%)"
+
+    return pd.DataFrame({
+        "Method": [th.method_label(t) for t in best["method_tag"]],
+        "Best, ours": [share(r.ours_best, r.ours_best_pct, r.ours_archs) for r in best.itertuples()],
+        "Best, thesis": [share(r.thesis_best, r.thesis_best_pct, r.thesis_archs) for r in best.itertuples()],
+        "Worst, ours": [f"{r.ours_worst} of {r.ours_archs}" if r.ours_archs else tables.MISSING for r in best.itertuples()],
+        "Worst, thesis": [f"{r.thesis_worst} of {r.thesis_archs}" for r in best.itertuples()],
+    })
+
+
+def reduction_display(reduction: pd.DataFrame) -> pd.DataFrame:
+    red = reduction[reduction["archs"] > 0]
+    rank = {tag: i for i, tag in enumerate(th.method_order(red["method_tag"]))}
+    red = red.assign(_rank=red["method_tag"].map(rank)).sort_values(["dataset", "_rank"])
+    return pd.DataFrame({
+        "Dataset": red["dataset"],
+        "Method": [th.method_label(t) for t in red["method_tag"]],
+        "Archs": red["archs"],
+        "Backward / dropout, ours (mean)": [tables.fmt_num(v, 3) for v in red["ratio_mean"]],
+        "ours (min–max)": [f"{a:.3f}–{b:.3f}" for a, b in zip(red["ratio_min"], red["ratio_max"])],
+        "Thesis, same archs": [tables.fmt_num(v, 3) for v in red["thesis_on_shared"]],
+        "Multiply-add ratio": [tables.fmt_num(v, 4) for v in red["flop_ratio_mean"]],
+    })
+
+
+class Writer:
+    """Writes files under the staging folder and keeps the figures for static export."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: list[Path] = []
+        self.figures: dict[str, go.Figure] = {}
+
+    def data(self, name: str, frame: pd.DataFrame, parquet: bool = False) -> list[tuple[str, str]]:
+        path = self.root / "data" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+        links = [(f"{name}.csv", f"data/{name}.csv")]
+        if parquet:
+            frame.to_parquet(path.with_suffix(".parquet"), index=False)
+            links.append((f"{name}.parquet", f"data/{name}.parquet"))
+        self.files += [self.root / href for _, href in links]
+        return links
+
+    def table(self, section: Section, table: pd.DataFrame, name: str, title: str) -> None:
+        paths = tables.write_all_formats(table, self.root / "tables" / name, title)
+        self.files += paths
+        section.add_html(tables.to_html(table, title))
+        section.add_links("this table as", [(p.suffix[1:], str(p.relative_to(self.root))) for p in paths])
+
+    def figure(self, section: Section, fig: go.Figure, name: str) -> None:
+        path = self.root / "figures" / f"{name}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(str(path), include_plotlyjs="directory")
+        self.files.append(path)
+        self.figures[name] = fig
+        section.add_figure(fig, f"fig-{name}")
+        section.add_links("figure", [("standalone page", f"figures/{name}.html")])
+
+
+def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str]) -> Section:
+    s = Section("summary", "Summary")
+    coll = frames.collection
+    for line in coverage_lines(frames.summary, seeds):
+        s.add_text("Coverage, " + line)
+    if coll.in_progress:
+        s.add_text(f"{len(coll.in_progress)} run(s) in progress (checkpoint, no result yet) are not included.")
+    for problem in coll.problems:
+        s.add_text(problem, "problems")
+    mixed = frames.summary[frames.summary.get("mixed_settings", False) == True]  # noqa: E712
+    for r in mixed.itertuples():
+        s.add_text(f"{r.dataset} {r.arch} {r.method_tag}: its seeds were run with different settings; their CI pools them", "problems")
+    checked = frames.accuracy.dropna(subset=["thesis_test", "test_acc_lo"])
+    inside = int(checked["val_thesis_inside"].eq(True).sum() + checked["test_thesis_inside"].eq(True).sum())
+    s.add_text(f"The thesis' value lies inside our 95% CI in {inside} of {2 * len(checked)} accuracy cells that have one "
+               "(validation and test, groups with 2+ seeds). CI = mean ± t(0.975, n−1)·s/√n; one seed shows 'n=1'.")
+    for dataset in sorted(frames.summary["dataset"].unique()):
+        best = th.best_method_summary(frames.summary, frames.reference, dataset)
+        if best["thesis_archs"].iloc[0] < 2:
+            continue
+        w.table(s, best_display(best), f"summary_best_method_{dataset}",
+                f"{dataset}: best method per architecture by mean test accuracy (thesis 10: top-k 60%, partial 28%, symmetric 12%)")
+    w.table(s, reduction_display(frames.reduction), "summary_backward_ratio",
+            "Backward time relative to symmetric dropout, per method (mean over architectures)")
+    if frames.accuracy.dropna(subset=["val_acc_mean", "thesis_val"]).shape[0]:
+        w.figure(s, figures.thesis_scatter(frames.accuracy, colors, "Our mean accuracy against the thesis' published values"), "scatter_ours_vs_thesis")
+    for dataset, sub in frames.summary.groupby("dataset"):
+        if sub[["depth", "width"]].drop_duplicates().shape[0] > 1:
+            w.figure(s, figures.grid_heatmap(sub, "test_acc_mean", f"{dataset}: mean test accuracy over depth x width"), f"heatmap_test_acc_{dataset}")
+            w.figure(s, figures.grid_heatmap(sub, "backward_ratio", f"{dataset}: backward time / dropout's over depth x width",
+                                             fmt=".2f", colorscale="RdYlGn_r"), f"heatmap_backward_ratio_{dataset}")
+    return s
+
+
+def arch_section(frames: Frames, w: Writer, dataset: str, arch: str, colors: dict[str, str]) -> Section:
+    numbers = th.table_numbers(frames.reference).get((dataset, arch), {})
+    s = Section(f"{dataset}-{arch}", f"{dataset} {arch}")
+    acc = frames.accuracy[(frames.accuracy["dataset"] == dataset) & (frames.accuracy["arch"] == arch)]
+    times = frames.times[(frames.times["dataset"] == dataset) & (frames.times["arch"] == arch)]
+    acc_title = f"Accuracy, {dataset} {arch}" + (f" (thesis Table {numbers['accuracy']})" if "accuracy" in numbers else "")
+    time_title = f"Backpropagation time, {dataset} {arch}" + (f" (thesis Table {numbers['time']})" if "time" in numbers else "")
+    w.table(s, tables.accuracy_table(acc), f"{dataset}_{arch}_accuracy", acc_title)
+    for note in sorted(set(acc["note"].dropna()) - {""}):
+        s.add_text(f"Thesis values: {note}.")
+    w.table(s, tables.time_table(times), f"{dataset}_{arch}_time", time_title)
+    curves = frames.curves[(frames.curves["dataset"] == dataset) & (frames.curves["arch"] == arch)]
+    if curves.empty:
+        s.add_text("No completed runs for this architecture yet: figures appear once there are.")
+        return s
+    w.figure(s, figures.accuracy_curves(curves, colors, f"{dataset} {arch}: accuracy per epoch (mean, 95% CI band)"), f"{dataset}_{arch}_accuracy")
+    w.figure(s, figures.backward_bars(times, colors, f"{dataset} {arch}: backpropagation time"), f"{dataset}_{arch}_time")
+    return s
+
+
+def export_static(figs: dict[str, go.Figure], folder: Path) -> str:
+    """PNG and SVG of every figure when kaleido (and the browser it drives) works; otherwise why not."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return "static PNG/SVG export skipped: kaleido is not installed (pip install kaleido to enable it)"
+    try:
+        for name, fig in figs.items():
+            for ext in ("png", "svg"):
+                fig.write_image(str(folder / f"{name}.{ext}"))
+    except Exception as err:  # kaleido fails in many ways without a usable browser
+        return f"static PNG/SVG export skipped: kaleido failed ({err.__class__.__name__}: {str(err).splitlines()[0][:160]})"
+    return f"static PNG/SVG export: {2 * len(figs)} files in {folder}"
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, log: Callable[[str], None] = print) -> Report:
+    if not runs_root.is_dir():
+        raise ReportError(f"no runs folder at {runs_root}; run a sweep first (python -m asym_sweep ...) or pass --runs")
+    collection = collect(runs_root)
+    if collection.runs.empty:
+        extra = f" ({len(collection.in_progress)} in progress, {len(collection.problems)} damaged)" if collection.in_progress or collection.problems else ""
+        raise ReportError(f"no finished runs under {runs_root}{extra}; run a sweep first (python -m asym_sweep ...) or pass --runs")
+    frames = compute(collection)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        report = _write(frames, staging, runs_root, seeds, static, log)
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.out_dir = out_dir
+    report.files = [out_dir / p.relative_to(staging) for p in report.files]
+    return report
+
+
+def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool, log: Callable[[str], None]) -> Report:
+    w = Writer(root)
+    runs = frames.collection.runs
+    data = Section("data", "Data files")
+    data.add_links("one row per run", w.data("runs", runs, parquet=True))
+    data.add_links("one row per run and epoch", w.data("epochs", frames.collection.epochs, parquet=True))
+    data.add_links("per dataset, arch and method", w.data("summary", frames.summary, parquet=True))
+    data.add_links("comparisons with the thesis", w.data("comparison_accuracy", frames.accuracy) + w.data("comparison_time", frames.times))
+    data.add_links("thesis values (Tables 9.1-9.52)", w.data("thesis_reference", frames.reference))
+    colors = figures.method_colors(list(frames.summary["method_tag"]) + list(th.THESIS_TAGS))
+    sections = [summary_section(frames, w, seeds, colors)]
+    order = arch_order(frames)
+    for i, (dataset, arch) in enumerate(order, start=1):
+        log(f"\rreport: section {i}/{len(order)} {dataset} {arch}\033[K")
+        sections.append(arch_section(frames, w, dataset, arch, colors))
+    sections.append(data)
+    n_completed = int((runs["status"] == "completed").sum())
+    n_failed = int((runs["status"] == "failed").sum())
+    coverage = coverage_lines(frames.summary, seeds)
+    intro = [f"Runs root: {runs_root}. {n_completed} completed runs, {n_failed} failed, {len(frames.collection.in_progress)} in progress.",
+             "Accuracy: final-epoch mean over seeds with a Student-t 95% CI. Time: backward seconds per run and their ratio to "
+             "symmetric dropout on the same architecture (absolute times from different machines do not compare)."]
+    static_msg = export_static(w.figures, root / "figures") if static else "static PNG/SVG export not requested"
+    index = root / "index.html"
+    index.write_text(render_page("asym-sweep report: reproduction of Srivastava (2022)", intro, sections))
+    w.files.append(index)
+    return Report(root, n_completed, n_failed, coverage, w.files, static_msg)

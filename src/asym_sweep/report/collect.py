@@ -1,0 +1,133 @@
+"""Read every run folder into tidy pandas tables (mbrl-lib style: glob results, read each saved config).
+
+A run folder is ``<runs>/<dataset>/<arch>/<method tag>/seed<N>/``. Its
+``result.json`` (validated by `records.read_result`) gives the numbers; its
+``.hydra/config.yaml`` is the config the run was launched with, preferred over
+the copy inside ``result.json`` when both exist. Folders without a valid
+result are not dropped silently: they are listed in `Collection.problems`
+(damaged results, unreadable configs) or counted as in progress.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from asym_sweep import records
+from asym_sweep.config import identity
+from asym_sweep.model import parse_arch
+
+SETTINGS_IGNORED = ("seed",)
+TIMING_KEYS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "eval_s", "train_s", "wall_s")
+EPOCH_KEYS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "train_s", "forward_s", "backward_s", "select_s", "optimizer_s")
+
+
+@dataclass
+class Collection:
+    runs: pd.DataFrame  # one row per run folder with a result (completed or failed)
+    epochs: pd.DataFrame  # one row per (completed run, epoch)
+    in_progress: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def run_folders(runs_root: Path) -> list[Path]:
+    return sorted(p for p in runs_root.glob("*/*/*/seed*") if p.is_dir() and p.name[4:].isdigit())
+
+
+def saved_config(run_dir: Path, result: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The launch config from ``.hydra/config.yaml``, else the one in ``result.json``."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return result["config"], None
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as err:  # omegaconf raises several kinds on a damaged file
+        return result["config"], f"{path} is unreadable ({err.__class__.__name__}); used the config in result.json"
+    return data, None
+
+
+def settings_key(config: dict[str, Any]) -> str:
+    """Everything that defines a run except its seed (and where/how it ran): runs of one group should share it."""
+    ident = identity(config)
+    for key in SETTINGS_IGNORED:
+        ident.pop(key, None)
+    return json.dumps(ident, sort_keys=True, default=str)
+
+
+def _depth_width(arch: str) -> tuple[int | None, int | None]:
+    try:
+        parsed = parse_arch(arch)
+    except ValueError:
+        return None, None
+    return parsed.depth, parsed.width
+
+
+def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    # Failed runs record less than completed ones; what they lack is derived from the folder and config.
+    depth, width = _depth_width(result["arch"])
+    timing = result.get("timing", {})
+    final = result.get("final", {})
+    flops = result.get("flops", {})
+    env = result.get("environment", {})
+    method = config.get("method", {})
+    return {
+        "run_dir": str(run_dir),
+        "status": result["status"],
+        "dataset": result["dataset"],
+        "arch": result["arch"],
+        "depth": result.get("depth", depth),
+        "width": result.get("width", width),
+        "method": result["method"],
+        "method_tag": result.get("method_tag", run_dir.parent.name),
+        "rule": result.get("rule", method.get("rule")),
+        "method_params": json.dumps(result.get("method_params", method.get("params", {})), sort_keys=True),
+        "scope": result.get("scope", method.get("scope")),
+        "seed": result["seed"],
+        "epochs": result.get("epochs"),
+        "batch_size": result.get("batch_size"),
+        "lr": config.get("train", {}).get("optim", {}).get("lr"),
+        **{key: final.get(key) for key in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")},
+        **{key: timing.get(key) for key in TIMING_KEYS},
+        "backward_madds": flops.get("backward_madds"),
+        "dense_backward_madds": flops.get("dense_backward_madds"),
+        "flop_ratio": flops.get("ratio_to_dense"),
+        "device": env.get("device"),
+        "host": env.get("host"),
+        "threads": env.get("threads"),
+        "torch": env.get("torch"),
+        "started_at": result.get("started_at"),
+        "finished_at": result.get("finished_at"),
+        "error": result.get("error"),
+        "settings": settings_key(config),
+    }
+
+
+def epoch_rows(row: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = {k: row[k] for k in ("dataset", "arch", "method_tag", "seed", "run_dir")}
+    return [{**keys, "epoch": h["epoch"], **{k: h.get(k) for k in EPOCH_KEYS}} for h in history]
+
+
+def collect(runs_root: Path) -> Collection:
+    rows, epochs, in_progress, problems = [], [], [], []
+    for run_dir in run_folders(runs_root):
+        result, problem = records.read_result(run_dir)
+        if problem:
+            problems.append(problem)
+            continue
+        if result is None:
+            if (run_dir / records.CHECKPOINT_FILE).is_file():
+                in_progress.append(str(run_dir))
+            continue
+        config, problem = saved_config(run_dir, result)
+        if problem:
+            problems.append(problem)
+        row = run_row(run_dir, result, config)
+        rows.append(row)
+        if row["status"] == "completed":
+            epochs += epoch_rows(row, result["history"])
+    return Collection(runs=pd.DataFrame(rows), epochs=pd.DataFrame(epochs), in_progress=in_progress, problems=problems)

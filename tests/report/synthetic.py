@@ -1,0 +1,87 @@
+"""Synthetic run folders with known numbers, shaped exactly like the runner's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from asym_sweep import records
+from asym_sweep.model import parse_arch
+
+
+def run_config(root: Path, dataset: str, arch: str, method: str, rule: str, params: dict, seed: int, epochs: int, lr: float) -> dict[str, Any]:
+    return {
+        "dataset": {"name": dataset, "root": "data", "val_size": 5000, "train_limit": None, "epochs": epochs},
+        "method": {"name": method, "rule": rule, "params": params, "scope": "batch", "dropout": 0.4 if method == "dropout" else 0.0,
+                   "sparsify_output": True},
+        "train": {"epochs": epochs, "batch_size": 50, "eval_batch_size": 10000,
+                  "optim": {"lr": lr, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, "checkpoint": True},
+        "arch": arch, "seed": seed, "device": "cpu", "threads": 1, "progress": "off", "runs_root": str(root), "n_seeds": 5,
+    }
+
+
+def write_run(
+    root: Path,
+    *,
+    tag: str = "topk-k40",
+    method: str = "topk",
+    rule: str = "topk",
+    params: dict | None = None,
+    dataset: str = "fashion_mnist",
+    arch: str = "l1-64",
+    seed: int = 0,
+    val: float = 0.8,
+    test: float = 0.79,
+    backward: float = 2.0,
+    select: float = 0.2,
+    flop_ratio: float = 0.5,
+    epochs: int = 2,
+    status: str = "completed",
+    lr: float = 0.001,
+    hydra_config: bool = True,
+) -> Path:
+    params = {"k": 40} if params is None else params
+    run_dir = root / dataset / arch / tag / f"seed{seed}"
+    config = run_config(root, dataset, arch, method, rule, params, seed, epochs, lr)
+    result: dict[str, Any] = {"schema_version": records.SCHEMA_VERSION, "status": status, "dataset": dataset, "arch": arch,
+                              "method": method, "seed": seed, "config": config}
+    if status == "failed":
+        result["error"] = "RuntimeError: synthetic failure"
+    else:
+        a = parse_arch(arch)
+        # Epoch e's accuracy climbs to the final value by 0.01 per epoch.
+        history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 0.5, "test_loss": 0.5,
+                    "val_acc": val - 0.01 * (epochs - e), "test_acc": test - 0.01 * (epochs - e),
+                    "train_s": 1.0, "forward_s": 0.2, "backward_s": backward / epochs, "select_s": select / epochs,
+                    "optimizer_s": 0.1} for e in range(1, epochs + 1)]
+        result.update({
+            "depth": a.depth, "width": a.width, "method_tag": tag, "rule": rule, "method_params": params, "scope": "batch",
+            "epochs": epochs, "batch_size": 50, "history": history,
+            "final": {"train_loss": 0.5, "val_loss": 0.5, "val_acc": val, "test_loss": 0.5, "test_acc": test},
+            "timing": {"backward_s": backward, "select_s": select, "product_s": backward - select, "forward_s": 1.0,
+                       "optimizer_s": 0.5, "eval_s": 0.1, "train_s": 3.0, "wall_s": 3.5},
+            "flops": {"backward_madds": int(1000 * flop_ratio), "dense_backward_madds": 1000, "ratio_to_dense": flop_ratio},
+            "environment": {"torch": "test", "python": "3", "device": "cpu", "device_name": "x", "threads": 1, "host": "h"},
+        })
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / records.RESULT_FILE).write_text(json.dumps(result))
+    if hydra_config:
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
+    return run_dir
+
+
+THESIS_METHODS = {
+    "dropout-p0.4": ("dropout", "dense", {}),
+    "topk-k40": ("topk", "topk", {"k": 40}),
+    "partial-k1_40-k2_200": ("partial", "partial", {"k1": 40, "k2": 200}),
+    "complete-k170": ("complete", "complete", {"k": 170}),
+}
+
+
+def write_thesis_run(root: Path, tag: str, **kw: Any) -> Path:
+    method, rule, params = THESIS_METHODS[tag]
+    return write_run(root, tag=tag, method=method, rule=rule, params=params, **kw)

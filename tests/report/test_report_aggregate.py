@@ -1,0 +1,66 @@
+import math
+from pathlib import Path
+
+import pytest
+from synthetic import write_thesis_run
+
+from asym_sweep.report.aggregate import epoch_curves, summarize
+from asym_sweep.report.collect import collect
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    for seed, (val, test) in enumerate([(0.80, 0.70), (0.82, 0.72), (0.84, 0.77)]):
+        write_thesis_run(tmp_path, "topk-k40", seed=seed, val=val, test=test, backward=1.0, select=0.25, flop_ratio=0.1)
+        write_thesis_run(tmp_path, "dropout-p0.4", seed=seed, val=0.9, test=0.8, backward=2.0, select=0.0, flop_ratio=1.0)
+    write_thesis_run(tmp_path, "topk-k40", seed=3, status="failed")
+    write_thesis_run(tmp_path, "complete-k170", seed=0, val=0.7, test=0.6, backward=3.0)
+    write_thesis_run(tmp_path, "partial-k1_40-k2_200", arch="l2-64", seed=0)  # no dropout baseline on l2-64
+    return tmp_path
+
+
+def _row(summary, arch: str, tag: str):
+    return summary[(summary["arch"] == arch) & (summary["method_tag"] == tag)].iloc[0]
+
+
+def test_accuracy_ci_time_ratio_and_counts(runs: Path) -> None:
+    s = summarize(collect(runs).runs)
+    topk = _row(s, "l1-64", "topk-k40")
+    assert (topk["n_seeds"], topk["n_failed"], topk["seeds"]) == (3, 1, "0,1,2")
+    assert topk["val_acc_mean"] == pytest.approx(0.82)
+    assert topk["val_acc_lo"] == pytest.approx(0.82 - 0.0496828, abs=1e-6)
+    # test: mean 0.73, s = sqrt(((-.03)^2 + (-.01)^2 + .04^2) / 2) = sqrt(0.0013), half = 4.302653 * s / sqrt(3)
+    half = 4.302653 * math.sqrt(0.0013) / math.sqrt(3)
+    assert topk["test_acc_hi"] == pytest.approx(0.73 + half, abs=1e-6)
+    assert topk["backward_ratio"] == pytest.approx(0.5)
+    assert topk["select_share"] == pytest.approx(0.25)
+    assert topk["flop_ratio_mean"] == pytest.approx(0.1)
+    assert _row(s, "l1-64", "dropout-p0.4")["backward_ratio"] == pytest.approx(1.0)
+    assert _row(s, "l1-64", "complete-k170")["backward_ratio"] == pytest.approx(1.5)
+
+
+def test_single_seed_and_missing_baseline(runs: Path) -> None:
+    s = summarize(collect(runs).runs)
+    complete = _row(s, "l1-64", "complete-k170")
+    assert complete["n_seeds"] == 1 and complete["val_acc_mean"] == 0.7 and math.isnan(complete["val_acc_lo"])
+    assert math.isnan(_row(s, "l2-64", "partial-k1_40-k2_200")["backward_ratio"])
+
+
+def test_only_failed_runs_give_a_group_without_numbers(tmp_path: Path) -> None:
+    write_thesis_run(tmp_path, "topk-k40", status="failed")
+    row = summarize(collect(tmp_path).runs).iloc[0]
+    assert (row["n_seeds"], row["n_failed"]) == (0, 1) and math.isnan(row["val_acc_mean"])
+
+
+def test_mixed_settings_are_flagged(tmp_path: Path) -> None:
+    write_thesis_run(tmp_path, "topk-k40", seed=0)
+    write_thesis_run(tmp_path, "topk-k40", seed=1, lr=0.01)
+    assert bool(summarize(collect(tmp_path).runs)["mixed_settings"].iloc[0])
+
+
+def test_epoch_curves(runs: Path) -> None:
+    curves = epoch_curves(collect(runs).epochs)
+    topk = curves[(curves["arch"] == "l1-64") & (curves["method_tag"] == "topk-k40")].set_index("epoch")
+    assert list(topk.index) == [1, 2] and list(topk["n"]) == [3, 3]
+    assert topk.loc[1, "val_acc_mean"] == pytest.approx(0.81)  # each seed is 0.01 lower one epoch earlier
+    assert topk.loc[2, "val_acc_hi"] == pytest.approx(0.82 + 0.0496828, abs=1e-6)
