@@ -41,6 +41,9 @@ status: setup  ## progress of the sweeps under RUNS
 report: setup  ## tables and figures from RUNS beside the thesis' values, into REPORT (index.html)
 	$(PY) -m asym_sweep.report --runs $(RUNS) --out $(REPORT)
 
+bench: setup  ## benchmark the backward rules against dense and nn.Linear (ARGS="--projection" adds the sweep projection)
+	$(PY) scripts/bench_backward.py $(ARGS)
+
 clean:  ## remove caches (never runs or reports)
 	rm -rf .pytest_cache src/*.egg-info
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

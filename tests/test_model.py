@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import THESIS_ARCHS, Arch, build_mlp, parse_arch
@@ -71,3 +72,77 @@ def test_backward_madds_skip_first_layer_input_grad():
     assert dense.backward_madds(50) == 50 * 64 * 784 + 2 * 50 * 10 * 64
     topk = build_mlp(arch, [TopK(k=40), TopK(k=40)], seed=0)
     assert topk.backward_madds(50) == 50 * 40 * 784 + 2 * 50 * 10 * 64
+
+
+# --- optimised paths (issue 6) give the reference gradients -------------------------------------
+
+
+def _grads_after_steps(arch: str, method: str, sinks: bool, steps: int = 3, accumulate: bool = False, native: bool = True):
+    from asym_sweep.config import method_from_conf
+
+    spec = method_from_conf(method)
+    a = parse_arch(arch)
+    model = build_mlp(a, spec.layer_rules(a.depth + 1), seed=0)
+    model.use_grad_sinks(sinks)
+    if not native:
+        for layer in model.layers:
+            layer.native = layer.rule.autograd_native
+    gen = torch.Generator().manual_seed(1)
+    seen = []
+    for step in range(steps):
+        x, y = torch.randn(7, 784, generator=gen), torch.randint(0, 10, (7,), generator=gen)
+        F.cross_entropy(model(x), y).backward()
+        if accumulate and step % 2 == 0:
+            continue  # the next step's gradient adds to this one, as autograd accumulates
+        seen.append([p.grad.clone() for p in model.parameters()])
+        for p in model.parameters():
+            p.grad = None
+        with torch.no_grad():  # move the weights so that every step selects other rows
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return seen
+
+
+@pytest.mark.parametrize("method", ["topk", "partial", "complete"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_grad_sink_equals_the_scatter_path(method: str, accumulate: bool) -> None:
+    ref = _grads_after_steps("l2-48", method, sinks=False, accumulate=accumulate)
+    fast = _grads_after_steps("l2-48", method, sinks=True, accumulate=accumulate)
+    assert len(ref) == len(fast) > 0
+    for r_step, f_step in zip(ref, fast):
+        for r, f in zip(r_step, f_step):
+            assert torch.equal(r, f)
+
+
+@pytest.mark.parametrize("method", ["topk", "partial", "complete"])
+def test_layers_a_rule_keeps_whole_use_native_autograd_with_equal_grads(method: str) -> None:
+    # l1-8: k (40, 170 / k1 40) covers the 8- and 10-unit layers, so they are dense backprop.
+    arch, spec = parse_arch("l1-8"), None
+    from asym_sweep.config import method_from_conf
+
+    spec = method_from_conf(method)
+    model = build_mlp(arch, spec.layer_rules(2), seed=0)
+    assert model.layers[1].native  # the 10-unit output layer
+    fast = _grads_after_steps("l1-8", method, sinks=True)
+    ref = _grads_after_steps("l1-8", method, sinks=False, native=False)
+    for r_step, f_step in zip(ref, fast):
+        for r, f in zip(r_step, f_step):
+            torch.testing.assert_close(f, r, rtol=1e-6, atol=1e-7)
+
+
+def test_grad_sink_clears_rows_of_the_previous_step() -> None:
+    from asym_sweep.sparse import GradSink
+
+    p = torch.nn.Parameter(torch.zeros(6, 3))
+    sink = GradSink()
+    sink.write(p, torch.tensor([0, 2]), torch.ones(2, 3))
+    first = p.grad
+    p.grad = None
+    sink.write(p, torch.tensor([5]), torch.full((1, 3), 2.0))
+    expected = torch.zeros(6, 3)
+    expected[5] = 2.0
+    assert torch.equal(p.grad, expected) and p.grad is first  # reused buffer, old rows zeroed
+    sink.write(p, torch.tensor([5, 1]), torch.ones(2, 3))  # .grad kept: accumulate
+    expected[5] += 1.0
+    expected[1] = 1.0
+    assert torch.equal(p.grad, expected)

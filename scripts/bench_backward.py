@@ -1,0 +1,278 @@
+"""Benchmark the backward rules against dense backprop and plain ``nn.Linear`` autograd.
+
+    python scripts/bench_backward.py                        # (make bench) l1-64 l3-256 l3-1024 l5-1024, 4 methods
+    python scripts/bench_backward.py --archs l3-1024 --methods topk dense --scopes batch sample
+    python scripts/bench_backward.py --projection           # + projected time of the full Fashion-MNIST sweep
+
+For each (arch, method, scope, batch size) one training step is timed phase by
+phase: forward (incl. loss), backward (and, inside it, index selection apart
+from the products), Adam step, and the whole step. All configurations are
+warmed up, then measured *interleaved* (per arch, one step of each case in a
+random order, many rounds) so that drifts in machine speed hit them alike; the table gives medians and the
+interquartile spread. Ratios are within one process: to ``dense`` (our dense
+path, same arch) and to ``plain`` (the same MLP from ``nn.Linear`` with ordinary
+autograd). ``flops`` is the analytical multiply-add ratio of backward to dense.
+On CUDA every phase boundary is synchronised. Results go to a new JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from asym_sweep.config import method_from_conf
+from asym_sweep.methods import MethodSpec
+from asym_sweep.model import THESIS_ARCHS, build_mlp, parse_arch
+from asym_sweep.timing import Stopwatch, device_sync
+from asym_sweep.train import make_adam
+
+PHASES = ("forward", "backward", "select", "optimizer", "step")
+DEFAULT_ARCHS = ("l1-64", "l3-256", "l3-1024", "l5-1024")
+DEFAULT_METHODS = ("plain", "dense", "dropout", "topk", "partial", "complete")
+TRAIN_EXAMPLES, EVAL_EXAMPLES = 55_000, 15_000
+
+
+@dataclass
+class Case:
+    arch: str
+    method: str
+    scope: str
+    batch: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    clock: Stopwatch | None
+    madds: int
+    samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
+
+
+def plain_mlp(arch: str, seed: int) -> nn.Module:
+    """The reference: the same MLP from nn.Linear, ordinary autograd."""
+    a = parse_arch(arch)
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(a.layer_shapes()):
+        layers += [nn.Linear(n_in, n_out)] + ([nn.ReLU()] if i < a.depth else [])
+    return nn.Sequential(nn.Flatten(), *layers)
+
+
+def method_spec(method: str, scope: str) -> MethodSpec:
+    if method == "dense":
+        return MethodSpec(name="dense", rule="dense", scope=scope)
+    spec = method_from_conf(method)
+    return MethodSpec(spec.name, spec.rule, spec.params, scope, spec.dropout, spec.sparsify_output)
+
+
+def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int) -> Case:
+    dense_madds = build_mlp(parse_arch(arch), method_spec("dense", "batch").layer_rules(parse_arch(arch).depth + 1)).backward_madds(batch)
+    if method == "plain":
+        model, clock, madds = plain_mlp(arch, seed), None, dense_madds
+    else:
+        a = parse_arch(arch)
+        spec = method_spec(method, scope)
+        model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed)
+        clock = Stopwatch(device_sync(device))
+        model.set_clock(clock)
+        model.use_grad_sinks()
+        madds = model.backward_madds(batch)
+    model = model.to(device).train()
+    optimizer = make_adam(model.parameters())
+    return Case(arch, method, scope, batch, model, optimizer, clock, madds / dense_madds)
+
+
+def step(case: Case, x: torch.Tensor, y: torch.Tensor, sync, record: bool) -> None:
+    """One training step, timed per phase (the same sequence as train.train_epoch)."""
+    marks = [0.0] * 4
+    if sync: sync()
+    marks[0] = time.perf_counter()
+    loss = F.cross_entropy(case.model(x), y)
+    if sync: sync()
+    marks[1] = time.perf_counter()
+    if case.clock is not None:
+        case.clock.reset()
+    loss.backward()
+    if sync: sync()
+    marks[2] = time.perf_counter()
+    case.optimizer.step()
+    case.optimizer.zero_grad(set_to_none=True)
+    if sync: sync()
+    marks[3] = time.perf_counter()
+    if record:
+        s = case.samples
+        s["forward"].append(marks[1] - marks[0])
+        s["backward"].append(marks[2] - marks[1])
+        s["select"].append(case.clock.seconds if case.clock is not None else 0.0)
+        s["optimizer"].append(marks[3] - marks[2])
+        s["step"].append(marks[3] - marks[0])
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return q[0], statistics.median(values), q[2]
+
+
+def measure(cases: list[Case], device: torch.device, warmup: int, rounds: int, seed: int, progress: bool) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    batches = {b: (torch.rand(b, 784, generator=gen).to(device), torch.randint(0, 10, (b,), generator=gen).to(device))
+               for b in {c.batch for c in cases}}
+    sync = device_sync(device)
+    order = random.Random(seed)
+    # Interleaved within an arch (cases that are compared with each other), in a fresh random
+    # order each round: a case never always follows a bigger one whose data evicted the caches.
+    groups: dict[str, list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.arch, []).append(case)
+    for g, group in enumerate(groups.values(), start=1):
+        for case in group:
+            for _ in range(warmup):
+                step(case, *batches[case.batch], sync, record=False)
+        for r in range(rounds):
+            round_cases = list(group)
+            order.shuffle(round_cases)
+            for case in round_cases:
+                step(case, *batches[case.batch], sync, record=True)
+            if progress and (r % 10 == 9 or r == rounds - 1):
+                sys.stderr.write(f"\rmeasuring: arch {g}/{len(groups)}, round {r + 1}/{rounds}\033[K")
+    if progress:
+        sys.stderr.write("\r\033[K")
+
+
+def summarise(cases: list[Case]) -> list[dict[str, object]]:
+    med = {(c.arch, c.scope, c.batch, c.method): {p: quartiles(c.samples[p])[1] for p in PHASES} for c in cases}
+    rows = []
+    for c in cases:
+        m = med[(c.arch, c.scope, c.batch, c.method)]
+        dense = med.get((c.arch, c.scope, c.batch, "dense")) or med.get((c.arch, "batch", c.batch, "dense"))
+        plain = med.get((c.arch, "batch", c.batch, "plain")) or med.get((c.arch, c.scope, c.batch, "plain"))
+        dropout = med.get((c.arch, "batch", c.batch, "dropout"))
+        row: dict[str, object] = {"arch": c.arch, "method": c.method, "scope": c.scope, "batch": c.batch, "flop_ratio": c.madds}
+        for p in PHASES:
+            lo, mid, hi = quartiles(c.samples[p])
+            row[f"{p}_ms"], row[f"{p}_iqr_ms"] = mid * 1e3, (hi - lo) * 1e3
+        row["select_share"] = m["select"] / m["backward"] if m["backward"] else 0.0
+        row["bwd_vs_dense"] = m["backward"] / dense["backward"] if dense else None
+        row["step_vs_dense"] = m["step"] / dense["step"] if dense else None
+        row["step_vs_plain"] = m["step"] / plain["step"] if plain else None
+        row["step_vs_dropout"] = m["step"] / dropout["step"] if dropout else None
+        rows.append(row)
+    return rows
+
+
+def render(rows: list[dict[str, object]]) -> str:
+    cols = [("arch", "arch", "{}"), ("method", "method", "{}"), ("scope", "scope", "{}"), ("batch", "batch", "{}"),
+            ("forward_ms", "fwd ms", "{:.3f}"), ("backward_ms", "bwd ms", "{:.3f}"), ("backward_iqr_ms", "±iqr", "{:.3f}"),
+            ("select_ms", "sel ms", "{:.3f}"), ("optimizer_ms", "adam ms", "{:.3f}"), ("step_ms", "step ms", "{:.3f}"),
+            ("select_share", "sel/bwd", "{:.2f}"), ("bwd_vs_dense", "bwd/dense", "{:.3f}"), ("flop_ratio", "flops", "{:.3f}"),
+            ("step_vs_dense", "step/dense", "{:.3f}"), ("step_vs_plain", "step/plain", "{:.3f}"),
+            ("step_vs_dropout", "step/dropout", "{:.3f}")]
+    cells = [[h for _, h, _ in cols]] + [["—" if r[k] is None else f.format(r[k]) for k, _, f in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells)
+
+
+def eval_seconds(arch: str, device: torch.device, seed: int) -> float:
+    """Forward over the validation and test sets once (as train.evaluate does, one big batch)."""
+    model = build_mlp(parse_arch(arch), method_spec("dense", "batch").layer_rules(parse_arch(arch).depth + 1), seed=seed).to(device).eval()
+    x = torch.rand(EVAL_EXAMPLES, 784, device=device)
+    sync = device_sync(device)
+    with torch.no_grad():
+        model(x[:1000])
+        if sync: sync()
+        start = time.perf_counter()
+        model(x)
+        if sync: sync()
+    return time.perf_counter() - start
+
+
+def projection(args, device: torch.device) -> dict[str, object]:
+    """Full Fashion-MNIST sweep (25 archs x 4 methods x seeds x epochs) from measured per-step times."""
+    methods = ("dropout", "topk", "partial", "complete")
+    total, per_method = 0.0, {m: 0.0 for m in methods}
+    for i, arch in enumerate(THESIS_ARCHS, start=1):
+        sys.stderr.write(f"\rprojection: {arch} ({i}/25)\033[K")
+        cases = [make_case(arch, m, "batch", args.batch[0], device, args.seed) for m in methods]
+        measure(cases, device, warmup=5, rounds=args.projection_rounds, seed=args.seed, progress=False)
+        ev = eval_seconds(arch, device, args.seed)
+        for case in cases:
+            epoch = TRAIN_EXAMPLES / case.batch * statistics.median(case.samples["step"]) + ev
+            seconds = epoch * args.epochs * args.seeds
+            per_method[case.method] += seconds
+            total += seconds
+    sys.stderr.write("\r\033[K")
+    return {"seconds": total, "hours": total / 3600, "per_method_hours": {m: s / 3600 for m, s in per_method.items()},
+            "epochs": args.epochs, "seeds": args.seeds, "batch": args.batch[0], "threads": torch.get_num_threads(),
+            "note": "one job at a time with these threads; excludes data loading (about 1 s per run) and Python start-up"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), help="plain, dense, or conf/method names")
+    p.add_argument("--scopes", nargs="+", default=["batch"], choices=["batch", "sample"])
+    p.add_argument("--batch", nargs="+", type=int, default=[50])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--projection", action="store_true", help="also project the full Fashion-MNIST sweep's time")
+    p.add_argument("--projection-rounds", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--out", default="outputs/bench", help="folder for the JSON result (a new file each run)")
+    args = p.parse_args(argv)
+    try:
+        for arch in args.archs:
+            parse_arch(arch)
+        for m in args.methods:
+            if m not in ("plain", "dense"):
+                method_from_conf(m)
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda asked for, but CUDA is not available")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    cases = [make_case(a, m, s, b, device, args.seed) for a in args.archs for b in args.batch for s in args.scopes
+             for m in args.methods if not (s == "sample" and m in ("plain", "dense", "dropout"))]
+    measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty())
+    rows = summarise(cases)
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"
+    if device.type == "cuda":
+        machine += f" ({torch.cuda.get_device_name(device)})"
+    print(f"# {machine}; medians of {args.rounds} interleaved steps after {args.warmup} warm-up")
+    print(render(rows))
+    result: dict[str, object] = {"machine": machine, "host": platform.node(), "args": vars(args), "rows": rows,
+                                 "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if args.projection:
+        proj = projection(args, device)
+        result["projection"] = proj
+        print(f"\nprojected full sweep (25 archs x 4 methods x {args.seeds} seeds x {args.epochs} epochs, batch {args.batch[0]}, "
+              f"{proj['threads']} threads, one job at a time): {proj['hours']:.1f} h "
+              + ", ".join(f"{m} {h:.1f} h" for m, h in proj["per_method_hours"].items()))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{platform.node()}.json"
+    n = 1
+    while path.exists():
+        path = path.with_name(f"{path.stem}-{n}.json")
+        n += 1
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
