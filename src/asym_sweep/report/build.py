@@ -155,7 +155,7 @@ def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str
         s.add_text(f"{len(coll.in_progress)} run(s) in progress (checkpoint, no result yet) are not included.")
     for problem in coll.problems:
         s.add_text(problem, "problems")
-    mixed = frames.summary[frames.summary.get("mixed_settings", False) == True]  # noqa: E712
+    mixed = frames.summary[frames.summary["mixed_settings"]]
     for r in mixed.itertuples():
         s.add_text(f"{r.dataset} {r.arch} {r.method_tag}: its seeds were run with different settings; their CI pools them", "problems")
     checked = frames.accuracy.dropna(subset=["thesis_test", "test_acc_lo"])

@@ -48,12 +48,17 @@ def _seeds(n: int, failed: int = 0) -> str:
     return f"{n} ({failed} failed)" if failed else str(n)
 
 
+def _by_method(rows: pd.DataFrame):
+    """``(tag, row, n_seeds)`` for one (dataset, arch), in the thesis' method order."""
+    for tag in method_order(rows["method_tag"]):
+        r = rows[rows["method_tag"] == tag].iloc[0]
+        yield tag, r, int(r["n_seeds"])
+
+
 def accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows of `thesis.accuracy_comparison` for one (dataset, arch) -> display table."""
     out = []
-    for tag in method_order(rows["method_tag"]):
-        r = rows[rows["method_tag"] == tag].iloc[0]
-        n = int(r["n_seeds"])
+    for tag, r, n in _by_method(rows):
         out.append({
             "Method": method_label(tag),
             "Validation (ours)": fmt_ci(r["val_acc_mean"], r["val_acc_lo"], r["val_acc_hi"], n),
@@ -72,9 +77,7 @@ def accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
 def time_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows of `thesis.time_comparison` for one (dataset, arch) -> display table."""
     out = []
-    for tag in method_order(rows["method_tag"]):
-        r = rows[rows["method_tag"] == tag].iloc[0]
-        n = int(r["n_seeds"])
+    for tag, r, n in _by_method(rows):
         out.append({
             "Method": method_label(tag),
             "Backward s (ours)": fmt_ci(r["backward_s_mean"], r["backward_s_lo"], r["backward_s_hi"], n, digits=2),
