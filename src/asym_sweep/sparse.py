@@ -388,7 +388,7 @@ class GradSink:
 
     def __init__(self) -> None:
         self._buffers: dict[int, Tensor] = {}
-        self._dirty: dict[int, Tensor | None] = {}
+        self._dirty: dict[int, Tensor] = {}
 
     def write(self, param: Tensor, rows: Tensor, block: Tensor) -> None:
         key = id(param)
