@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from asym_sweep import records, train
-from asym_sweep.config import run_dir
+from asym_sweep.config import CONF_DIR, run_dir
 from helpers import compose_config, small_overrides
 
 
@@ -85,3 +87,57 @@ def test_fused_adam_matches_the_default_implementation():
         default.step()
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert not torch.equal(a, torch.zeros_like(a))
+
+
+METHOD_FILES = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("method", METHOD_FILES)
+def test_every_method_config_trains_and_counts_its_flops(tiny_data, tmp_path, method):
+    result, _ = run_small(tiny_data, tmp_path / "runs", method=method, arch="l2-64", **{"train.epochs": 2})
+    assert result["status"] == "completed" and len(result["history"]) == 2
+    assert math.isfinite(result["final"]["val_loss"])
+    flops = result["flops"]
+    for key in ("backward_madds", "dense_backward_madds", "forward_madds", "dense_forward_madds"):
+        assert flops[key] > 0
+    steps_examples = 250 * 2
+    assert flops["dense_forward_madds"] == steps_examples * (784 * 64 + 64 * 64 + 64 * 10)
+    if method == "dropout":
+        assert flops["ratio_to_dense"] == 1.0
+    elif method != "vrpge":  # vrpge runs two sub-networks per step, checked in test_vrpge.py
+        assert flops["ratio_to_dense"] < 1.0
+
+
+STATEFUL = [
+    ("swat", {"method.params.period": 3}),
+    ("topk_anneal_val", {"method.params.k": 20, "method.params.min_k": 2}),
+    ("topk_anneal_epoch", {"method.params.k": 20, "method.params.milestones": "[2,3]"}),
+    ("random", {}),
+    ("vrpge", {}),
+]
+
+
+@pytest.mark.parametrize("method,extra", STATEFUL, ids=[m for m, _ in STATEFUL])
+def test_interrupted_run_resumes_to_identical_numbers(tiny_data, tmp_path, monkeypatch, method, extra):
+    """Rule state (thresholds, annealed k, masks, random streams) is checkpointed with the model."""
+    settings = {"method": method, "arch": "l2-32", "train.epochs": 3, **extra}
+    whole, _ = run_small(tiny_data, tmp_path / "whole", **settings)
+
+    real_epoch, calls = train.train_epoch, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_small(tiny_data, tmp_path / "cut", **settings)
+    monkeypatch.setattr(train, "train_epoch", real_epoch)
+    resumed, _ = run_small(tiny_data, tmp_path / "cut", **settings)
+
+    strip = lambda r: [{k: v for k, v in h.items() if not k.endswith("_s")} for h in r["history"]]  # noqa: E731
+    assert resumed["resumed_at_epochs"] == [1]
+    assert strip(resumed) == strip(whole)
+    assert resumed["flops"] == whole["flops"]

@@ -130,7 +130,7 @@ def validate(cfg: DictConfig) -> None:
     try:
         parse_arch(cfg.arch)
         spec = MethodSpec.from_config(cfg.method)
-        spec.make_rule()  # also rejects an unknown scope
+        spec.make_rule().check_training(int(cfg.train.epochs))  # also rejects an unknown scope
     except ValueError as err:
         raise ConfigError(str(err)) from None
     checks = [

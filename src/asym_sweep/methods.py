@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from omegaconf import DictConfig, OmegaConf
+
 from asym_sweep.sparse import BackwardRule, make_rule
 
 
@@ -37,7 +39,7 @@ class MethodSpec:
         return cls(
             name=str(cfg["name"]),
             rule=str(cfg["rule"]),
-            params=dict(cfg.get("params") or {}),
+            params=_plain(cfg.get("params") or {}),
             scope=str(cfg.get("scope", "batch")),
             dropout=float(cfg.get("dropout", 0.0)),
             sparsify_output=bool(cfg.get("sparsify_output", True)),
@@ -70,6 +72,20 @@ class MethodSpec:
 
 
 def _param_tag(key: str, value: Any) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)):
+        text = "_".join(_value_text(v) for v in value) or "none"
+    else:
+        text = _value_text(value)
     sep = "_" if key[-1].isdigit() else ""
     return f"{key}{sep}{text}".replace("/", "_").replace(" ", "")
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as plain Python values (an OmegaConf list becomes a list)."""
+    if isinstance(params, DictConfig):
+        return dict(OmegaConf.to_container(params, resolve=True))  # type: ignore[arg-type]
+    return dict(params)

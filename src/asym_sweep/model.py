@@ -126,7 +126,11 @@ class MLP(nn.Module):
                 x = F.dropout(x, self.dropout, self.training)
         return last(x)
 
-    def backward_madds(self, batch: int) -> int:
+    def forward_madds(self, batch: int) -> float:
+        """Multiply-adds of one forward pass (dense unless a rule sparsifies the forward)."""
+        return sum(layer.rule.forward_madds(batch, layer.in_features, layer.out_features) for layer in self.layers)
+
+    def backward_madds(self, batch: int) -> float:
         """Analytical multiply-adds of one backward pass (no input gradient for layer 1)."""
         return sum(
             layer.rule.backward_madds(batch, layer.in_features, layer.out_features, input_grad=i > 0)

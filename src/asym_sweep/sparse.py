@@ -159,6 +159,9 @@ class BackwardRule:
 
     name: ClassVar[str] = ""
     autograd_native: ClassVar[bool] = False
+    # A rule whose training step is not "forward, backward, optimizer step" names
+    # its `asym_sweep.procedure.Procedure` subclass here (VR-PGE); None: the standard one.
+    procedure: ClassVar[type | None] = None
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -168,8 +171,13 @@ class BackwardRule:
         """The rule's own parameters (everything but the scope)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "scope"}
 
-    def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        return F.linear(x, weight, bias)
+    def forward_weight(self, weight: Tensor) -> Tensor:
+        """The weight the forward pass multiplies by; the backward receives this one too.
+
+        The thesis' rules keep the forward dense (the identity); SWAT (``swat.py``)
+        returns its top-K% weights here.
+        """
+        return weight
 
     def backward(
         self, g: Tensor, x: Tensor, weight: Tensor, needs: Needs, clock: Stopwatch | None
@@ -177,9 +185,43 @@ class BackwardRule:
         """Gradients from a 2-D sensitivity ``g`` (batch, out) and input ``x`` (batch, in)."""
         raise NotImplementedError
 
-    def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
-        """Analytical multiply-adds of the weight and input gradient products."""
+    def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> float:
+        """Analytical multiply-adds of the weight and input gradient products.
+
+        Rules whose selection size depends on the data (norm-limited k, threshold
+        reuse) count what their last backward call actually kept.
+        """
         raise NotImplementedError
+
+    def forward_madds(self, batch: int, n_in: int, n_out: int) -> float:
+        """Multiply-adds of the forward product (dense unless the rule sparsifies the forward)."""
+        return batch * n_in * n_out
+
+    # Hooks for rules with state (k annealing, threshold reuse). The training
+    # procedure (``procedure.py``) calls them; stateless rules ignore them.
+
+    def start_step(self, step: int) -> None:
+        """A training step (0-based, counted over the whole run) is about to start."""
+
+    def start_epoch(self, epoch: int, n_epochs: int) -> None:
+        """Training epoch ``epoch`` (0-based) of ``n_epochs`` is about to start."""
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Epoch ``epoch`` ended with these metrics (``val_loss``, ``val_acc``, ...)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold for a resumed run to continue exactly."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def notes(self) -> dict[str, Any]:
+        """Scalars worth recording with each epoch's results (e.g. an annealed k)."""
+        return {}
+
+    def check_training(self, n_epochs: int) -> None:
+        """Raise `ValueError` if the rule cannot run for ``n_epochs`` (checked before training)."""
 
     def keeps_everything(self, n_in: int, n_out: int) -> bool:
         """True when, on an ``(n_in -> n_out)`` layer, the rule selects every entry and so *is*
@@ -202,11 +244,27 @@ def register_rule(name: str) -> Callable[[type[BackwardRule]], type[BackwardRule
     return add
 
 
-def _dense_grads(g: Tensor, x: Tensor, weight: Tensor, needs: Needs) -> LinearGrads:
+def dense_grads(g: Tensor, x: Tensor, weight: Tensor, needs: Needs) -> LinearGrads:
+    """Eq. 7.1-7.3 with whatever ``g``, ``x`` and ``weight`` the caller has already masked."""
     return LinearGrads(
         g @ weight if needs.input else None,
         g.t() @ x if needs.weight else None,
         g.sum(0) if needs.bias else None,
+    )
+
+
+def row_block_grads(g: Tensor, x: Tensor, weight: Tensor, needs: Needs, rows: Tensor | None) -> LinearGrads:
+    """Eq. 7.1-7.3 when only the sensitivities of output neurons ``rows`` propagate (batch scope).
+
+    Computed on the gathered block (batch, k): no product touches a dropped
+    neuron, and the weight and bias gradients come back compact (see `LinearGrads`).
+    """
+    gc = _gather_cols(g, rows)  # (batch, k)
+    return LinearGrads(
+        gc @ _gather_rows(weight, rows) if needs.input else None,
+        gc.t() @ x if needs.weight else None,
+        gc.sum(0) if needs.bias else None,
+        rows,
     )
 
 
@@ -218,17 +276,17 @@ class Dense(BackwardRule):
     autograd_native: ClassVar[bool] = True
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
-        return _dense_grads(g, x, weight, needs)
+        return dense_grads(g, x, weight, needs)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         return batch * n_out * n_in * (2 if input_grad else 1)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _OneK(BackwardRule):
     """Base of the rules with a single selection size ``k``."""
 
-    k: int = 0
+    k: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -244,16 +302,10 @@ class TopK(_OneK):
         if self.scope == "sample":
             with _timed(clock):
                 g = topk_rows(g, self.k)
-            return _dense_grads(g, x, weight, needs)
+            return dense_grads(g, x, weight, needs)
         with _timed(clock):
             rows = topk_columns(g, self.k)
-        gc = _gather_cols(g, rows)  # (batch, k)
-        return LinearGrads(
-            gc @ _gather_rows(weight, rows) if needs.input else None,
-            gc.t() @ x if needs.weight else None,
-            gc.sum(0) if needs.bias else None,
-            rows,
-        )
+        return row_block_grads(g, x, weight, needs, rows)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k = min(self.k, n_out)
@@ -270,12 +322,12 @@ def _sparse_outer(gc: Tensor, xc: Tensor, cols: Tensor | None, n_in: int) -> Ten
 
 
 @register_rule("partial")
-@dataclass
+@dataclass(kw_only=True)
 class Partial(BackwardRule):
     """Partial connectivity (thesis eq. 7.6, 8.7-8.9): k1 sensitivities, k2 inputs for dW."""
 
-    k1: int = 0
-    k2: int = 0
+    k1: int
+    k2: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -353,8 +405,16 @@ class Complete(_OneK):
 # ---------------------------------------------------------------------------
 
 
+def registered_rules() -> dict[str, type[BackwardRule]]:
+    """Every rule by name, including those of the other rule modules (``rules.py`` lists them)."""
+    import asym_sweep.rules  # noqa: F401  (imported here: those modules import this one)
+
+    return RULES
+
+
 def make_rule(method: str, scope: str = "batch", **params: Any) -> BackwardRule:
     """Build a registered rule, turning every kind of bad input into one `ValueError`."""
+    registered_rules()
     if method not in RULES:
         raise ValueError(f"unknown method {method!r}; registered rules: {', '.join(sorted(RULES))}")
     cls = RULES[method]
@@ -363,10 +423,14 @@ def make_rule(method: str, scope: str = "batch", **params: Any) -> BackwardRule:
     if unknown:
         takes = ", ".join(accepted) if accepted else "no parameters"
         raise ValueError(f"method {method!r} does not take {', '.join(unknown)} (it takes {takes})")
-    missing = [name for name in accepted if params.get(name) is None]
+    missing = [f.name for f in dataclasses.fields(cls) if _required(f) and params.get(f.name) is None]
     if missing:
         raise ValueError(f"method {method!r} needs {' and '.join(missing)}")
     return cls(scope=scope, **params)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 class GradSink:
@@ -412,13 +476,15 @@ class GradSink:
 class _SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, rule, clock, sink):  # type: ignore[override]
-        ctx.save_for_backward(x, weight)
+        # The backward sees the weight the forward used (SWAT's top-K% weights, Algorithm 1).
+        used = rule.forward_weight(weight)
+        ctx.save_for_backward(x, used)
         ctx.rule = rule
         ctx.clock = clock
         # The sink writes .grad directly, so it needs the parameters themselves (leaves only).
         ctx.params = (weight, bias) if sink is not None and weight.is_leaf and (bias is None or bias.is_leaf) else None
         ctx.sink = sink
-        return rule.forward(x, weight, bias)
+        return F.linear(x, used, bias)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
@@ -468,15 +534,17 @@ def sparse_linear(
     bias: Tensor | None = None,
     *,
     method: str,
-    k: int | None = None,
-    k1: int | None = None,
-    k2: int | None = None,
     scope: str = "sample",
+    **params: Any,
 ) -> Tensor:
-    """Return exactly ``F.linear(x, weight, bias)``; its backward follows ``method``.
+    """``F.linear(x, weight, bias)`` whose backward follows ``method`` with its ``params``.
 
-    See the module docstring for the rules. Raises `ValueError` on an unknown
-    method or scope, a missing or non-positive k, or a k the method does not take.
+    The forward is exactly ``F.linear`` except for rules that sparsify the
+    weights of the forward too (``swat``). See the module docstring for the
+    thesis' rules. Raises `ValueError` on an unknown method or scope, a missing
+    or invalid parameter, or a parameter the method does not take. A parameter
+    given as None counts as not given.
     """
-    given = {name: v for name, v in (("k", k), ("k1", k1), ("k2", k2)) if v is not None}
+    given = {name: v for name, v in params.items() if v is not None}
     return apply_rule(make_rule(method, scope=scope, **given), x, weight, bias)
+

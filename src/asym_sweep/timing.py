@@ -8,6 +8,7 @@ matrix-product time can be reported apart.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -54,3 +55,30 @@ class Stopwatch:
         """Return the accumulated seconds and start again from zero."""
         seconds, self.seconds = self.seconds, 0.0
         return seconds
+
+
+# The phases of training that runs report; "select" is the part of "backward"
+# (or, for procedures with their own selection, of the step) spent choosing entries.
+PHASES = ("forward", "backward", "select", "optimizer", "eval")
+
+
+@dataclass
+class Timers:
+    """One `Stopwatch` per phase, seconds summed over the run (restored on resume)."""
+
+    sync: Callable[[], None] | None = None
+    watches: dict[str, Stopwatch] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.watches = {name: Stopwatch(self.sync) for name in PHASES}
+
+    def __getitem__(self, name: str) -> Stopwatch:
+        return self.watches[name]
+
+    def totals(self) -> dict[str, float]:
+        return {name: watch.seconds for name, watch in self.watches.items()}
+
+    def restore(self, totals: dict[str, float]) -> None:
+        for name, seconds in totals.items():
+            if name in self.watches:
+                self.watches[name].seconds = seconds

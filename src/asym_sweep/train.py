@@ -14,7 +14,6 @@ import datetime as dt
 import math
 import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -27,41 +26,18 @@ from asym_sweep import records
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
 from asym_sweep.methods import MethodSpec
-from asym_sweep.model import MLP, build_mlp, parse_arch
+from asym_sweep.model import build_mlp, parse_arch
+from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.progress import ProgressBar, progress_enabled
-from asym_sweep.sparse import Dense
-from asym_sweep.timing import Stopwatch, device_sync
+from asym_sweep.timing import PHASES, Timers, device_sync
 
 # Offsets that turn one run seed into three independent streams.
 SHUFFLE_SEED_OFFSET = 1_000_003
 DROPOUT_SEED_OFFSET = 2_000_003
-PHASES = ("forward", "backward", "select", "optimizer", "eval")
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class Timers:
-    """Seconds per phase, summed over the run (restored on resume)."""
-
-    sync: Callable[[], None] | None = None
-    watches: dict[str, Stopwatch] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.watches = {name: Stopwatch(self.sync) for name in PHASES}
-
-    def __getitem__(self, name: str) -> Stopwatch:
-        return self.watches[name]
-
-    def totals(self) -> dict[str, float]:
-        return {name: watch.seconds for name, watch in self.watches.items()}
-
-    def restore(self, totals: dict[str, float]) -> None:
-        for name, seconds in totals.items():
-            if name in self.watches:
-                self.watches[name].seconds = seconds
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,15 +50,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: MLP, x: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) in eval mode (dropout off)."""
+def evaluate(procedure: Procedure, x: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) in eval mode (dropout off), with the procedure's predictions."""
     if len(y) == 0:
         return float("nan"), float("nan")
+    model = procedure.model
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     loss = torch.zeros((), dtype=torch.float64, device=x.device)
     for start in range(0, len(y), batch_size):
-        logits = model(x[start : start + batch_size])
+        logits = procedure.predict(x[start : start + batch_size])
         target = y[start : start + batch_size]
         correct += (logits.argmax(1) == target).sum()
         loss += F.cross_entropy(logits, target, reduction="sum").double()
@@ -90,27 +67,13 @@ def evaluate(model: MLP, x: Tensor, y: Tensor, batch_size: int) -> tuple[float, 
     return correct.item() / len(y), loss.item() / len(y)
 
 
-def train_epoch(
-    model: MLP,
-    optimizer: torch.optim.Optimizer,
-    splits: Splits,
-    batch_size: int,
-    shuffle: torch.Generator,
-    timers: Timers,
-    bar: ProgressBar,
-) -> float:
+def train_epoch(procedure: Procedure, splits: Splits, batch_size: int, shuffle: torch.Generator, bar: ProgressBar) -> float:
     """One pass over the training set; returns the mean training loss."""
-    model.train()
+    procedure.model.train()
     total = torch.zeros((), dtype=torch.float64, device=splits.train_x.device)
     for xb, yb in shuffled_batches(splits.train_x, splits.train_y, batch_size, shuffle):
-        with timers["forward"].measure():
-            loss = F.cross_entropy(model(xb), yb)
-        with timers["backward"].measure():
-            loss.backward()
-        with timers["optimizer"].measure():
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        total += loss.detach().double() * len(yb)
+        loss = procedure.step(xb, yb)
+        total += loss.double() * len(yb)
         bar.update(1)
     mean = total.item() / len(splits.train_y)
     if not math.isfinite(mean):
@@ -143,16 +106,6 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator, device: torc
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def backward_madds_per_example(model: MLP) -> tuple[int, int]:
-    """(this method's, dense backprop's) analytical backward multiply-adds per training example."""
-    dense = Dense()
-    dense_madds = sum(
-        dense.backward_madds(1, layer.in_features, layer.out_features, input_grad=i > 0)
-        for i, layer in enumerate(model.layers)
-    )
-    return model.backward_madds(1), dense_madds
-
-
 def run(
     cfg: DictConfig,
     run_dir: Path,
@@ -176,6 +129,7 @@ def run(
     timers = Timers(device_sync(device))
     model.set_clock(timers["select"])
     model.use_grad_sinks()
+    procedure = make_procedure(model, optimizer, timers, int(cfg.seed))
 
     history: list[dict[str, Any]] = []
     resumed_at: list[int] = []
@@ -189,6 +143,8 @@ def run(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "procedure" in state:
+            procedure.load_state_dict(state["procedure"])
         _set_rng_state(state["rng"], shuffle, device)
         history = list(state["history"])
         timers.restore(state["timing"])
@@ -205,12 +161,15 @@ def run(
         for epoch in range(len(history), epochs):
             bar.reset(f"{label} epoch {epoch + 1}/{epochs}", batches)
             before = timers.totals()
+            procedure.start_epoch(epoch, epochs)
             epoch_start = time.perf_counter()
-            train_loss = train_epoch(model, optimizer, splits, cfg.train.batch_size, shuffle, timers, bar)
+            train_loss = train_epoch(procedure, splits, cfg.train.batch_size, shuffle, bar)
             epoch_s = time.perf_counter() - epoch_start
             with timers["eval"].measure():
-                val_acc, val_loss = evaluate(model, splits.val_x, splits.val_y, cfg.train.eval_batch_size)
-                test_acc, test_loss = evaluate(model, splits.test_x, splits.test_y, cfg.train.eval_batch_size)
+                val_acc, val_loss = evaluate(procedure, splits.val_x, splits.val_y, cfg.train.eval_batch_size)
+                test_acc, test_loss = evaluate(procedure, splits.test_x, splits.test_y, cfg.train.eval_batch_size)
+            notes = procedure.epoch_notes()  # the state behind this epoch's numbers (e.g. its k)
+            procedure.end_epoch(epoch, {"val_loss": val_loss, "val_acc": val_acc, "train_loss": train_loss})
             after = timers.totals()
             history.append(
                 {
@@ -222,6 +181,7 @@ def run(
                     "test_acc": test_acc,
                     "train_s": epoch_s,
                     **{f"{name}_s": after[name] - before[name] for name in PHASES if name != "eval"},
+                    **({"method_state": notes} if notes else {}),
                 }
             )
             bar.note = f"loss {train_loss:.4f} val {val_acc:.4f}"
@@ -234,6 +194,7 @@ def run(
                         "epoch": epoch + 1,
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
+                        "procedure": procedure.state_dict(),
                         "rng": _rng_state(shuffle, device),
                         "history": history,
                         "timing": timers.totals(),
@@ -244,8 +205,6 @@ def run(
     finally:
         bar.close()
 
-    madds_method, madds_dense = backward_madds_per_example(model)
-    examples = len(splits.train_y) * epochs
     totals = timers.totals()
     final = history[-1]
     result = {
@@ -282,11 +241,8 @@ def run(
             "train_s": sum(h["train_s"] for h in history),
             "wall_s": wall_before + time.time() - segment_start,
         },
-        "flops": {
-            "backward_madds": madds_method * examples,
-            "dense_backward_madds": madds_dense * examples,
-            "ratio_to_dense": madds_method / madds_dense,
-        },
+        # Counted step by step from what each rule kept (see procedure.Madds).
+        "flops": procedure.madds.record(),
         "resumed_at_epochs": resumed_at,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "environment": {

@@ -1,0 +1,144 @@
+"""Training procedures: what one training step does with the model and the optimizer.
+
+The standard procedure is the thesis' (section 9.1.2) and serves every per-layer
+rule: one forward pass, one backward pass in which each layer follows its rule,
+one Adam step. It also drives the hooks of rules with state (`start_step`,
+`start_epoch`, `end_epoch`, `state_dict`) and counts the multiply-adds each step
+really did, so that data-dependent rules (norm-limited k, annealed k, threshold
+reuse) report true FLOPs.
+
+A method whose step is not "forward, backward, step" names its own procedure
+on its rule class (``procedure = ...``), as VR-PGE does with two sampled
+sub-networks per step (``vrpge.py``). The training loop (``train.py``) only calls
+a procedure's methods, so such a method needs no change to the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from asym_sweep.sparse import BackwardRule
+from asym_sweep.timing import Timers
+
+if TYPE_CHECKING:  # model.py imports sparse.py, which registers this module's rules
+    from asym_sweep.model import MLP
+
+
+@dataclass
+class Madds:
+    """Multiply-adds summed over the steps of a run, with dense backprop's for the same steps."""
+
+    forward: float = 0.0
+    backward: float = 0.0
+    dense_forward: float = 0.0
+    dense_backward: float = 0.0
+
+    def add(self, forward: float, backward: float, dense_forward: float, dense_backward: float) -> None:
+        self.forward += forward
+        self.backward += backward
+        self.dense_forward += dense_forward
+        self.dense_backward += dense_backward
+
+    def record(self) -> dict[str, float]:
+        """The ``flops`` entry of ``result.json``."""
+        return {
+            "backward_madds": self.backward,
+            "dense_backward_madds": self.dense_backward,
+            "ratio_to_dense": self.backward / self.dense_backward if self.dense_backward else float("nan"),
+            "forward_madds": self.forward,
+            "dense_forward_madds": self.dense_forward,
+            "train_ratio_to_dense": (self.forward + self.backward) / (self.dense_forward + self.dense_backward)
+            if self.dense_backward
+            else float("nan"),
+        }
+
+
+def dense_madds(model: MLP, batch: int) -> tuple[int, int]:
+    """(forward, backward) multiply-adds of ordinary backprop on this model's layer shapes."""
+    forward = sum(batch * layer.in_features * layer.out_features for layer in model.layers)
+    backward = sum(
+        batch * layer.in_features * layer.out_features * (2 if i > 0 else 1) for i, layer in enumerate(model.layers)
+    )
+    return forward, backward
+
+
+class Procedure:
+    """The standard step: forward with loss, backward through each layer's rule, optimizer step."""
+
+    def __init__(self, model: MLP, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.timers = timers
+        self.seed = seed
+        self.step_count = 0
+        self.madds = Madds()
+        self._dense_cache: dict[int, tuple[int, int]] = {}
+
+    @property
+    def rules(self) -> list[BackwardRule]:
+        return [layer.rule for layer in self.model.layers]
+
+    def step(self, xb: Tensor, yb: Tensor) -> Tensor:
+        """One training step on a mini-batch; returns the (detached) mean loss."""
+        for rule in self.rules:
+            rule.start_step(self.step_count)
+        t = self.timers
+        with t["forward"].measure():
+            loss = F.cross_entropy(self.model(xb), yb)
+        with t["backward"].measure():
+            loss.backward()
+        with t["optimizer"].measure():
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.count(self.model.forward_madds(len(yb)), self.model.backward_madds(len(yb)), len(yb))
+        self.step_count += 1
+        return loss.detach()
+
+    def count(self, forward: float, backward: float, batch: int) -> None:
+        if batch not in self._dense_cache:
+            self._dense_cache[batch] = dense_madds(self.model, batch)
+        self.madds.add(forward, backward, *self._dense_cache[batch])
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Logits for evaluation (the caller sets eval mode and no_grad)."""
+        return self.model(x)
+
+    def start_epoch(self, epoch: int, n_epochs: int) -> None:
+        for rule in self.rules:
+            rule.start_epoch(epoch, n_epochs)
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        for rule in self.rules:
+            rule.end_epoch(epoch, metrics)
+
+    def epoch_notes(self) -> dict[str, Any]:
+        """Scalars about the method's state to store with each epoch's results (e.g. the current k)."""
+        notes: dict[str, Any] = {}
+        for i, rule in enumerate(self.rules):
+            for key, value in rule.notes().items():
+                notes[f"layer{i + 1}_{key}"] = value
+        return notes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step_count": self.step_count,
+            "madds": asdict(self.madds),
+            "rules": [rule.state_dict() for rule in self.rules],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state["step_count"])
+        self.madds = Madds(**state["madds"])
+        for rule, rule_state in zip(self.rules, state["rules"]):
+            rule.load_state_dict(rule_state)
+
+
+def make_procedure(model: MLP, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> Procedure:
+    """The procedure the model's rules ask for (the first layer's rule decides), else the standard one."""
+    cls = type(model.layers[0].rule).procedure or Procedure
+    return cls(model, optimizer, timers, seed)

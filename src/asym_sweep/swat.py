@@ -1,0 +1,165 @@
+"""SWAT and SAW: sparse weights and activations instead of sparse sensitivities.
+
+Source: ``../shared/seeds/002`` (Raihan & Aamodt, "Sparse Weight Activation
+Training"), Algorithm 1 and sections 2.2 and 3.2. With ``f_TOPK`` keeping the
+largest-magnitude ``keep = ceil((1 - sparsity) * n)`` of ``n`` entries (the paper
+states sparsity, the share set to zero; default 0.7):
+
+=========  ========================  ======================  =================  ===========
+rule       forward                   grad of W               grad of x          grad of b
+=========  ========================  ======================  =================  ===========
+swat       x f_TOPK(W)^T + b         g^T f_TOPK(x)           g f_TOPK(W)        sum g
+saw        x W^T + b (dense)         g^T f_TOPK(x)           g f_TOPK(W)        sum g
+=========  ========================  ======================  =================  ===========
+
+The output gradient (sensitivity) ``g`` is never sparsified: that is SWAT's
+point against meProp (section 2.2, Figure 2b). The optimizer updates the dense
+weights with these gradients, so weights outside the top-K% keep learning and
+can re-enter it (the paper's dynamic sparsity).
+
+Readings (also in the README):
+
+* ``scope="batch"`` is the paper's TOPK-NCHW choice: one top-K over the whole
+  mini-batch activation tensor (batch x inputs) and over the whole weight
+  matrix of the layer. ``scope="sample"`` is TOPK-CHW: K% of every example's
+  activations and K% of every output neuron's incoming weights (a "filter").
+* ``period`` > 1 is section 3.2's threshold reuse: the k-th largest magnitude
+  (the threshold) of each tensor is found by an exact top-K on the steps
+  ``0, period, 2*period, ...`` and in between entries are kept when their
+  magnitude is at least that threshold, so the number kept varies. It applies
+  to the batch scope only; per-example thresholds of other examples mean nothing.
+* The sparsified weights are also used at evaluation (SWAT trains a pruned model).
+* The bias is neither sparsified nor exempt from training.
+
+FLOPs are counted from what was actually kept: ``batch * nnz(W~)`` for the
+forward (SWAT) and the input gradient, ``n_out * nnz(x~)`` for the weight
+gradient. On dense CPU kernels the masked products cost as much as dense ones;
+the saving is the multiply-add count a sparse kernel would do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from asym_sweep.sparse import BackwardRule, LinearGrads, Needs, _timed, dense_grads, register_rule, topk_rows
+from asym_sweep.timing import Stopwatch
+
+KINDS = ("weight", "input")
+
+
+def keep_count(sparsity: float, n: int) -> int:
+    """Entries kept of ``n`` at this sparsity: ``ceil((1 - sparsity) * n)``, at least 1."""
+    return max(1, min(n, math.ceil(round((1.0 - sparsity) * n, 9))))
+
+
+def topk_whole(v: Tensor, keep: int) -> tuple[Tensor, float]:
+    """``f_TOPK`` over every entry of ``v`` at once, and the k-th largest magnitude."""
+    if keep >= v.numel():
+        return v, 0.0
+    top = v.abs().flatten().topk(keep, sorted=False)
+    flat = torch.zeros_like(v).flatten().index_copy_(0, top.indices, v.flatten().index_select(0, top.indices))
+    return flat.view_as(v), float(top.values.min())
+
+
+def threshold(v: Tensor, at: float) -> Tensor:
+    """Entries of ``v`` with magnitude at least ``at`` (SWAT section 3.2), others zero."""
+    return torch.where(v.abs() >= at, v, torch.zeros((), dtype=v.dtype, device=v.device))
+
+
+@dataclass(kw_only=True)
+class _SparseWeightsActivations(BackwardRule):
+    sparsity: float = 0.7
+    period: int = 1
+
+    sparse_forward: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1) (the share of entries set to zero), got {self.sparsity!r}")
+        if isinstance(self.period, bool) or not isinstance(self.period, int) or self.period < 1:
+            raise ValueError(f"period must be a positive integer, got {self.period!r}")
+        if self.period > 1 and self.scope != "batch":
+            raise ValueError("threshold reuse (period > 1) needs scope=batch: a per-example threshold cannot be reused")
+        self.thresholds: dict[str, float | None] = {kind: None for kind in KINDS}
+        self._refresh = {kind: True for kind in KINDS}
+        # Entries kept by the last call, per tensor kind, for the FLOP count.
+        self.kept: dict[str, int | None] = {kind: None for kind in KINDS}
+
+    def sparsify(self, kind: str, v: Tensor) -> Tensor:
+        """``f_TOPK`` of a weight matrix or an activation batch, as this rule's scope says."""
+        if self.scope == "sample":
+            # Per row: an example's activations, or an output neuron's incoming weights.
+            out = topk_rows(v, keep_count(self.sparsity, v.shape[-1]))
+            self.kept[kind] = v.shape[0] * min(v.shape[-1], keep_count(self.sparsity, v.shape[-1]))
+            return out
+        keep = keep_count(self.sparsity, v.numel())
+        if self.period == 1 or self._refresh[kind] or self.thresholds[kind] is None:
+            out, self.thresholds[kind] = topk_whole(v, keep)
+            self._refresh[kind] = False
+            self.kept[kind] = min(keep, v.numel())
+            return out
+        out = threshold(v, self.thresholds[kind])
+        self.kept[kind] = int((out != 0).sum()) if self.thresholds[kind] > 0 else v.numel()
+        return out
+
+    def start_step(self, step: int) -> None:
+        if step % self.period == 0:
+            self._refresh = {kind: True for kind in KINDS}
+
+    def backward(self, g: Tensor, x: Tensor, weight: Tensor, needs: Needs, clock: Stopwatch | None) -> LinearGrads:
+        with _timed(clock):
+            # SWAT received the forward's f_TOPK(W) already (saved for backward, Algorithm 1).
+            w = weight if self.sparse_forward or not needs.input else self.sparsify("weight", weight)
+            xs = self.sparsify("input", x) if needs.weight else x
+        return dense_grads(g, xs, w, needs)
+
+    def _kept(self, kind: str, default: int) -> int:
+        kept = self.kept[kind]
+        return default if kept is None else kept
+
+    def _default_kept(self, kind: str, rows: int, cols: int) -> int:
+        if self.scope == "sample":
+            return rows * keep_count(self.sparsity, cols)
+        return keep_count(self.sparsity, rows * cols)
+
+    def forward_madds(self, batch: int, n_in: int, n_out: int) -> float:
+        if not self.sparse_forward:
+            return batch * n_in * n_out
+        return batch * self._kept("weight", self._default_kept("weight", n_out, n_in))
+
+    def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> float:
+        weight_grad = n_out * self._kept("input", self._default_kept("input", batch, n_in))
+        input_grad_madds = batch * self._kept("weight", self._default_kept("weight", n_out, n_in))
+        return weight_grad + (input_grad_madds if input_grad else 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"thresholds": dict(self.thresholds), "refresh": dict(self._refresh)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.thresholds = dict(state["thresholds"])
+        self._refresh = dict(state["refresh"])
+
+
+@register_rule("swat")
+@dataclass(kw_only=True)
+class SWAT(_SparseWeightsActivations):
+    """Sparse Weight Activation Training (002, Algorithm 1): top-K% weights in the forward,
+    top-K% activations and weights in the backward, dense output gradient."""
+
+    sparse_forward: ClassVar[bool] = True
+
+    def forward_weight(self, weight: Tensor) -> Tensor:
+        return self.sparsify("weight", weight)
+
+
+@register_rule("saw")
+@dataclass(kw_only=True)
+class SAW(_SparseWeightsActivations):
+    """Sparse Activation and Weight back-propagation (002, section 2.2): SWAT's backward
+    with a dense forward pass."""
