@@ -11,7 +11,7 @@ warmed up, then measured *interleaved* (per arch, one step of each case in a
 random order, many rounds) so that drifts in machine speed hit them alike; the table gives medians and the
 interquartile spread. Ratios are within one process: to ``dense`` (our dense
 path, same arch) and to ``plain`` (the same MLP from ``nn.Linear`` with ordinary
-autograd). ``flops`` is the analytical multiply-add ratio of backward to dense.
+autograd). ``flops`` is the multiply-add ratio of backward to dense, counted over the steps taken.
 On CUDA every phase boundary is synchronised. Results go to a new JSON file.
 """
 
@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from asym_sweep.config import method_from_conf
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import THESIS_ARCHS, build_mlp, parse_arch
-from asym_sweep.timing import Stopwatch, device_sync
+from asym_sweep.procedure import Procedure, make_procedure
+from asym_sweep.timing import Timers, device_sync
 from asym_sweep.train import make_adam
 
 PHASES = ("forward", "backward", "select", "optimizer", "step")
@@ -52,8 +53,8 @@ class Case:
     batch: int
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    clock: Stopwatch | None
-    madds: int
+    # The training loop's own step (rule hooks, VR-PGE's two passes); None for `plain`.
+    procedure: Procedure | None
     samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
 
 
@@ -75,32 +76,39 @@ def method_spec(method: str, scope: str) -> MethodSpec:
 
 
 def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int) -> Case:
-    dense_madds = build_mlp(parse_arch(arch), method_spec("dense", "batch").layer_rules(parse_arch(arch).depth + 1)).backward_madds(batch)
     if method == "plain":
-        model, clock, madds = plain_mlp(arch, seed), None, dense_madds
-    else:
-        a = parse_arch(arch)
-        spec = method_spec(method, scope)
-        model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed)
-        clock = Stopwatch(device_sync(device))
-        model.set_clock(clock)
-        model.use_grad_sinks()
-        madds = model.backward_madds(batch)
-    model = model.to(device).train()
+        model = plain_mlp(arch, seed).to(device).train()
+        return Case(arch, method, scope, batch, model, make_adam(model.parameters()), None)
+    a = parse_arch(arch)
+    spec = method_spec(method, scope)
+    model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed).to(device).train()
     optimizer = make_adam(model.parameters())
-    return Case(arch, method, scope, batch, model, optimizer, clock, madds / dense_madds)
+    # Set up exactly as train.run does.
+    timers = Timers(device_sync(device))
+    model.set_clock(timers["select"])
+    model.use_grad_sinks()
+    return Case(arch, method, scope, batch, model, optimizer, make_procedure(model, optimizer, timers, seed))
+
+
+def flop_ratio(case: Case) -> float:
+    """Backward multiply-adds over dense backprop's, as counted by the steps taken."""
+    if case.procedure is None:
+        return 1.0
+    m = case.procedure.madds
+    return m.backward / m.dense_backward
 
 
 def step(case: Case, x: torch.Tensor, y: torch.Tensor, sync, record: bool) -> None:
-    """One training step, timed per phase (the same sequence as train.train_epoch)."""
+    """One training step, timed per phase (the training loop's own procedure)."""
+    if case.procedure is not None:
+        procedure_step(case, x, y, sync, record)
+        return
     marks = [0.0] * 4
     if sync: sync()
     marks[0] = time.perf_counter()
     loss = F.cross_entropy(case.model(x), y)
     if sync: sync()
     marks[1] = time.perf_counter()
-    if case.clock is not None:
-        case.clock.reset()
     loss.backward()
     if sync: sync()
     marks[2] = time.perf_counter()
@@ -112,9 +120,25 @@ def step(case: Case, x: torch.Tensor, y: torch.Tensor, sync, record: bool) -> No
         s = case.samples
         s["forward"].append(marks[1] - marks[0])
         s["backward"].append(marks[2] - marks[1])
-        s["select"].append(case.clock.seconds if case.clock is not None else 0.0)
+        s["select"].append(0.0)
         s["optimizer"].append(marks[3] - marks[2])
         s["step"].append(marks[3] - marks[0])
+
+
+def procedure_step(case: Case, x: torch.Tensor, y: torch.Tensor, sync, record: bool) -> None:
+    assert case.procedure is not None
+    timers = case.procedure.timers
+    before = timers.totals()
+    if sync: sync()
+    start = time.perf_counter()
+    case.procedure.step(x, y)
+    if sync: sync()
+    end = time.perf_counter()
+    if record:
+        after = timers.totals()
+        for phase in ("forward", "backward", "select", "optimizer"):
+            case.samples[phase].append(after[phase] - before[phase])
+        case.samples["step"].append(end - start)
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -156,7 +180,7 @@ def summarise(cases: list[Case]) -> list[dict[str, object]]:
         dense = med.get((c.arch, c.scope, c.batch, "dense")) or med.get((c.arch, "batch", c.batch, "dense"))
         plain = med.get((c.arch, "batch", c.batch, "plain")) or med.get((c.arch, c.scope, c.batch, "plain"))
         dropout = med.get((c.arch, "batch", c.batch, "dropout"))
-        row: dict[str, object] = {"arch": c.arch, "method": c.method, "scope": c.scope, "batch": c.batch, "flop_ratio": c.madds}
+        row: dict[str, object] = {"arch": c.arch, "method": c.method, "scope": c.scope, "batch": c.batch, "flop_ratio": flop_ratio(c)}
         for p in PHASES:
             lo, mid, hi = quartiles(c.samples[p])
             row[f"{p}_ms"], row[f"{p}_iqr_ms"] = mid * 1e3, (hi - lo) * 1e3

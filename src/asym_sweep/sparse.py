@@ -1,7 +1,7 @@
 """Sparsified backpropagation for a linear layer: the backward rules of the thesis.
 
 A layer computes ``Lt = x W^T + b`` (``W`` is ``(out, in)`` as in ``nn.Linear``).
-Its forward pass is always the ordinary dense map; only the backward pass is
+For the thesis' rules the forward pass is the ordinary dense map; only the backward pass is
 sparsified ("asymmetric training", thesis ch. 8). With ``g = dL/dLt`` the
 *sensitivity* of the layer (thesis 5.2.3.1) and ``topk_k(v)`` keeping the ``k``
 largest-magnitude entries of a vector (sign ignored; ``k >= len(v)`` keeps all):
@@ -38,8 +38,11 @@ is how it is computed here (gather, compact matmul, scatter); the sample scope i
 the exact reference mode and uses masks on dense products.
 
 Adding a rule: subclass `BackwardRule`, decorate it with `register_rule`, and
-add ``conf/method/<name>.yaml``. Nothing in the model or the training loop
-changes.
+add ``conf/method/<name>.yaml``; a rule in a module of its own is listed in
+``rules.py``, which registers SWAT/SAW (``swat.py``), meProp's variants
+(``meprop.py``) and VR-PGE (``vrpge.py``). Rules with state use the hooks of
+`BackwardRule` (``start_step``, ``start_epoch``, ``end_epoch``, ``state_dict``);
+nothing in the model or the training loop changes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,43 @@
+"""scripts/bench_backward.py runs end to end (tiny sizes; nothing here is timed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_backward.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_backward", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_backward"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_table_and_json_for_every_kind_of_method(tmp_path, capsys):
+    bench = load_bench()
+    methods = ["plain", "dense", "dropout", "topk", "swat", "vrpge"]
+    code = bench.main(["--archs", "l1-64", "--methods", *methods, "--warmup", "1", "--rounds", "3", "--threads", "1", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "bwd/dense" in out and "vrpge" in out
+    (path,) = tmp_path.glob("bench-*.json")
+    rows = {r["method"]: r for r in json.loads(path.read_text())["rows"]}
+    assert set(rows) == set(methods)
+    assert rows["dense"]["bwd_vs_dense"] == 1.0 and rows["plain"]["flop_ratio"] == 1.0
+    assert rows["topk"]["flop_ratio"] == pytest.approx((40 * 784 + 2 * 10 * 64) / (64 * 784 + 2 * 10 * 64))
+    assert rows["swat"]["flop_ratio"] < 0.5  # 70% of weights and activations dropped
+    assert all(r["step_ms"] > 0 for r in rows.values())
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    bench = load_bench()
+    assert bench.main(["--archs", "l0-5", "--out", str(tmp_path)]) == 2
+    assert "bench: error:" in capsys.readouterr().err
+    assert bench.main(["--methods", "nope", "--out", str(tmp_path)]) == 2
