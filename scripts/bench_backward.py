@@ -75,19 +75,22 @@ def method_spec(method: str, scope: str) -> MethodSpec:
     return MethodSpec(spec.name, spec.rule, spec.params, scope, spec.dropout, spec.sparsify_output)
 
 
-def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int) -> Case:
+def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int, compile: bool = False) -> Case:
     if method == "plain":
         model = plain_mlp(arch, seed).to(device).train()
-        return Case(arch, method, scope, batch, model, make_adam(model.parameters()), None)
+        optimizer = make_adam(model.parameters())
+        return Case(arch, method, scope, batch, torch.compile(model) if compile else model, optimizer, None)
     a = parse_arch(arch)
     spec = method_spec(method, scope)
     model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed).to(device).train()
     optimizer = make_adam(model.parameters())
     # Set up exactly as train.run does.
-    timers = Timers(device_sync(device))
-    model.set_clock(timers["select"])
-    model.use_grad_sinks()
-    return Case(arch, method, scope, batch, model, optimizer, make_procedure(model, optimizer, timers, seed))
+    procedure = make_procedure(model, optimizer, Timers(device_sync(device)), seed)
+    if compile:
+        # torch.compile of the model's forward (and, through AOTAutograd, its backward);
+        # the procedure reaches the layers through the compiled wrapper.
+        procedure.model = torch.compile(model)  # type: ignore[assignment]
+    return Case(arch, method, scope, batch, model, optimizer, procedure)
 
 
 def flop_ratio(case: Case) -> float:
@@ -250,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="wrap every model in torch.compile (default inductor backend)")
     p.add_argument("--projection", action="store_true", help="also project the full Fashion-MNIST sweep's time")
     p.add_argument("--projection-rounds", type=int, default=40)
     p.add_argument("--epochs", type=int, default=20)
@@ -269,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    cases = [make_case(a, m, s, b, device, args.seed) for a in args.archs for b in args.batch for s in args.scopes
+    cases = [make_case(a, m, s, b, device, args.seed, args.compile) for a in args.archs for b in args.batch for s in args.scopes
              for m in args.methods if not (s == "sample" and m in ("plain", "dense", "dropout"))]
     measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty())
     rows = summarise(cases)

@@ -78,6 +78,11 @@ class Procedure:
         self.step_count = 0
         self.madds = Madds()
         self._dense_cache: dict[int, tuple[int, int]] = {}
+        # Rules time their selection on the run's "select" stopwatch, and since every
+        # step ends in loss.backward() on leaf parameters, row-sparse gradients can
+        # go into reused buffers (sparse.GradSink).
+        model.set_clock(timers["select"])
+        model.use_grad_sinks()
 
     @property
     def rules(self) -> list[BackwardRule]:

@@ -127,8 +127,6 @@ def run(
     o = cfg.train.optim
     optimizer = make_adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     timers = Timers(device_sync(device))
-    model.set_clock(timers["select"])
-    model.use_grad_sinks()
     procedure = make_procedure(model, optimizer, timers, int(cfg.seed))
 
     history: list[dict[str, Any]] = []
