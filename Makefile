@@ -9,7 +9,7 @@ RUNS  ?= outputs/runs
 REPORT ?= outputs/report
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test sweep status report bench clean
+.PHONY: help setup data run test sweep status report bench bench-ensemble clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ report: setup  ## tables and figures from RUNS beside the thesis' values, into R
 
 bench: setup  ## benchmark the backward rules against dense and nn.Linear (ARGS="--projection" adds the sweep projection)
 	$(PY) scripts/bench_backward.py $(ARGS)
+
+bench-ensemble: setup  ## does training 5 seeds as one stacked ensemble beat 5 separate runs? (ARGS="--grid": all 25 archs)
+	$(PY) scripts/bench_ensemble.py $(ARGS)
 
 clean:  ## remove caches (never runs or reports)
 	rm -rf .pytest_cache src/*.egg-info

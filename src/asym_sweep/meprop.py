@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor
@@ -219,6 +219,8 @@ def keep_first(v: Tensor, counts: Tensor) -> Tensor:
 @dataclass(kw_only=True)
 class NormLimitedTopK(BackwardRule):
     """Per example, the fewest sensitivities holding more than ``tau`` of its L1 mass."""
+
+    madds_depend_on_data: ClassVar[bool] = True
 
     tau: float
 

@@ -165,6 +165,9 @@ class BackwardRule:
     # A rule whose training step is not "forward, backward, optimizer step" names
     # its `asym_sweep.procedure.Procedure` subclass here (VR-PGE); None: the standard one.
     procedure: ClassVar[type | None] = None
+    # True when backward_madds/forward_madds report what the last call kept (data-dependent
+    # k, thresholds); otherwise they are cached per batch size between epochs.
+    madds_depend_on_data: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:

@@ -77,6 +77,7 @@ class _SparseWeightsActivations(BackwardRule):
     period: int = 1
 
     sparse_forward: ClassVar[bool] = False
+    madds_depend_on_data: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
