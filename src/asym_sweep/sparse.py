@@ -105,9 +105,9 @@ def topk_columns(v: Tensor, k: int) -> Tensor | None:
     """
     if k >= v.shape[-1]:
         return None
-    # Sorted so that gathers and scatters walk memory in order.
-    idx = v.abs().sum(0).topk(k, sorted=False).indices
-    return idx.sort().values
+    # Unsorted: sorting made no gather or scatter faster and cost its own time
+    # (interleaved A/B on l3-1024: top-k backward 1.24 ms unsorted, 1.34 ms sorted).
+    return v.abs().sum(0).topk(k, sorted=False).indices
 
 
 def _gather_cols(v: Tensor, idx: Tensor | None) -> Tensor:
