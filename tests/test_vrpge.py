@@ -15,7 +15,16 @@ from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import make_procedure
 from asym_sweep.timing import Timers
 from asym_sweep.train import make_adam
-from asym_sweep.vrpge import MaskProcedure, policy_gradient, project_capped_simplex, subnetwork_forward, subnetwork_madds
+from asym_sweep.vrpge import (
+    GradBuffers,
+    MaskProcedure,
+    blocks_forward,
+    gather_blocks,
+    policy_gradient,
+    project_capped_simplex,
+    subnetwork_forward,
+    subnetwork_madds,
+)
 
 # -- projection ----------------------------------------------------------------
 
@@ -133,6 +142,33 @@ def test_subnetwork_equals_the_masked_dense_network_with_equal_gradients():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12)
     dropped = [i for i in range(8) if i not in (0, 3, 4, 7)]
     assert model.layers[0].weight.grad[dropped].abs().sum() == 0  # no gradient reaches a dropped neuron
+
+
+def test_gathered_blocks_give_the_autograd_gradients_step_after_step():
+    """The training path (detached blocks + GradBuffers) equals autograd through the gathers."""
+    model = vrpge_model("l2-8").double()
+    twin = copy.deepcopy(model)
+    buffers = GradBuffers(model)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 784, dtype=torch.float64, generator=gen)
+    y = torch.tensor([0, 1, 2, 3, 4])
+    rounds = [
+        ([torch.tensor([0, 3, 4, 7]), torch.tensor([2, 5])], [torch.tensor([1, 3]), torch.tensor([0, 5, 6])]),
+        ([torch.tensor([6]), torch.tensor([1, 2, 3])], [torch.tensor([2, 6, 7]), torch.tensor([], dtype=torch.long)]),
+    ]
+    for keep1, keep2 in rounds:  # the second round must clear the first round's rows
+        twin.zero_grad(set_to_none=True)
+        ref = 0.5 * (F.cross_entropy(subnetwork_forward(twin, x, keep1), y) + F.cross_entropy(subnetwork_forward(twin, x, keep2), y))
+        ref.backward()
+        b1, b2 = gather_blocks(model, keep1), gather_blocks(model, keep2)
+        loss = 0.5 * (F.cross_entropy(blocks_forward(b1, x), y) + F.cross_entropy(blocks_forward(b2, x), y))
+        torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
+        loss.backward()
+        buffers.start()
+        buffers.add(b1)
+        buffers.add(b2)
+        for p, q in zip(model.parameters(), twin.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12)
 
 
 def test_subnetwork_madds_fall_with_the_mask():

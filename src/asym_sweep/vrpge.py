@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +115,94 @@ def subnetwork_forward(model: MLP, x: Tensor, keep: Sequence[Tensor]) -> Tensor:
     return h
 
 
+class Block(NamedTuple):
+    """The gathered weight and bias of one layer of a sub-network, as leaves of their own."""
+
+    weight: Tensor
+    bias: Tensor
+    rows: Tensor | None  # kept output neurons (None: all, the logits)
+    cols: Tensor | None  # kept input neurons (None: all, the pixels)
+
+
+def gather_blocks(model: MLP, keep: Sequence[Tensor]) -> list[Block]:
+    """Per layer, the weight rows and columns of the kept neurons, detached, requiring grad.
+
+    Training runs on these compact blocks and `GradBuffers` scatters their
+    gradients into the parameters' ``.grad``. Letting autograd differentiate the
+    gathers instead zero-filled full-size gradient tensors twice per layer and
+    sub-network: profiled on l3-1024 at keep 0.1, ``fill_`` took about 4 ms of a step.
+    """
+    blocks = []
+    last = len(model.layers) - 1
+    for i, layer in enumerate(model.layers):
+        rows = keep[i] if i < last else None
+        cols = keep[i - 1] if i > 0 else None
+        weight, bias = layer.weight.detach(), layer.bias.detach()
+        if rows is not None:
+            weight, bias = weight.index_select(0, rows), bias.index_select(0, rows)
+        if cols is not None:
+            weight = weight.index_select(1, cols)
+        blocks.append(Block(weight.requires_grad_(True), bias.requires_grad_(True), rows, cols))
+    return blocks
+
+
+def blocks_forward(blocks: Sequence[Block], x: Tensor) -> Tensor:
+    """Logits of a sub-network from its gathered blocks (equal to `subnetwork_forward`)."""
+    h = x.reshape(x.shape[0], -1)
+    for i, block in enumerate(blocks):
+        h = F.linear(h, block.weight, block.bias)
+        if i < len(blocks) - 1:
+            h = F.relu(h)
+    return h
+
+
+class GradBuffers:
+    """Full-size ``.grad`` tensors that sub-network block gradients are added into.
+
+    Each step re-zeroes only the rows (output neurons) written the step before
+    and adds the blocks at their rows and columns, so no step touches a
+    dropped neuron's weights. The parameters' ``.grad`` are these buffers.
+    """
+
+    def __init__(self, model: MLP) -> None:
+        self.model = model
+        self._dirty: list[Tensor | None] = [None] * len(model.layers)  # None: every row
+
+    def start(self) -> None:
+        for i, layer in enumerate(self.model.layers):
+            for param in (layer.weight, layer.bias):
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                elif self._dirty[i] is None:
+                    param.grad.zero_()
+                else:
+                    param.grad.index_fill_(0, self._dirty[i], 0)
+        self._dirty = [torch.empty(0, dtype=torch.long, device=layer.weight.device) for layer in self.model.layers]
+
+    def add(self, blocks: Sequence[Block]) -> None:
+        for i, (layer, block) in enumerate(zip(self.model.layers, blocks)):
+            gw, gb = block.weight.grad, block.bias.grad
+            w_grad, b_grad = layer.weight.grad, layer.bias.grad
+            assert gw is not None and gb is not None and w_grad is not None and b_grad is not None
+            if block.rows is None:
+                b_grad.add_(gb)
+                self._dirty[i] = None
+                if block.cols is None:
+                    w_grad.add_(gw)
+                else:
+                    w_grad.index_add_(1, block.cols, gw)
+                continue
+            b_grad.index_add_(0, block.rows, gb)
+            if block.cols is not None:
+                # Columns first, then rows: 2.4x faster than index_put_(accumulate=True) on a
+                # 1000x1000 block, equal on 100x100.
+                gw = gw.new_zeros((gw.shape[0], w_grad.shape[1])).index_copy_(1, block.cols, gw)
+            w_grad.index_add_(0, block.rows, gw)
+            dirty = self._dirty[i]
+            if dirty is not None:
+                self._dirty[i] = torch.cat((dirty, block.rows))
+
+
 def subnetwork_madds(model: MLP, keep: Sequence[Tensor], batch: int) -> tuple[int, int]:
     """(forward, backward) multiply-adds of one sub-network pass (no input gradient for layer 1)."""
     sizes = [model.layers[0].in_features] + [len(k) for k in keep] + [model.layers[-1].out_features]
@@ -186,6 +274,7 @@ class MaskProcedure(Procedure):
         self.s_optimizer = torch.optim.Adam([self.s], lr=rule.lr)
         self.generator = torch.Generator(device=device).manual_seed(seed + MASK_SEED_OFFSET)
         self.frozen: list[Tensor] | None = None
+        self.grads = GradBuffers(model)
 
     # -- masks -------------------------------------------------------------
 
@@ -228,14 +317,18 @@ class MaskProcedure(Procedure):
             m1, m2 = self.sample(), self.sample()
             keep1, keep2 = self.split(m1), self.split(m2)
         with t["forward"].measure():
-            loss1 = F.cross_entropy(subnetwork_forward(self.model, xb, keep1), yb)
-            loss2 = F.cross_entropy(subnetwork_forward(self.model, xb, keep2), yb)
+            blocks1, blocks2 = gather_blocks(self.model, keep1), gather_blocks(self.model, keep2)
+            loss1 = F.cross_entropy(blocks_forward(blocks1, xb), yb)
+            loss2 = F.cross_entropy(blocks_forward(blocks2, xb), yb)
             loss = 0.5 * (loss1 + loss2)
         with t["backward"].measure():
-            loss.backward()  # the mean of the two sub-networks' weight gradients
+            loss.backward()
+            # The weights' gradient: the mean of the two sub-networks' (the 0.5 above).
+            self.grads.start()
+            self.grads.add(blocks1)
+            self.grads.add(blocks2)
         with t["optimizer"].measure():
             self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
         with t["select"].measure():
             self.update_s(m1, float(loss1.detach() - loss2.detach()))
         f1, b1 = subnetwork_madds(self.model, keep1, len(yb))
@@ -248,12 +341,14 @@ class MaskProcedure(Procedure):
         assert self.frozen is not None
         t = self.timers
         with t["forward"].measure():
-            loss = F.cross_entropy(subnetwork_forward(self.model, xb, self.frozen), yb)
+            blocks = gather_blocks(self.model, self.frozen)
+            loss = F.cross_entropy(blocks_forward(blocks, xb), yb)
         with t["backward"].measure():
             loss.backward()
+            self.grads.start()
+            self.grads.add(blocks)
         with t["optimizer"].measure():
             self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
         self.count(*subnetwork_madds(self.model, self.frozen, len(yb)), len(yb))
         self.step_count += 1
         return loss.detach()
