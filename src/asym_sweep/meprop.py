@@ -42,13 +42,13 @@ from asym_sweep.sparse import (
     BackwardRule,
     LinearGrads,
     Needs,
+    SelectedSensitivities,
     _check_k,
     _timed,
     dense_grads,
     register_rule,
     row_block_grads,
     topk_columns,
-    topk_rows,
 )
 from asym_sweep.timing import Stopwatch
 
@@ -67,30 +67,9 @@ def _check_fraction(name: str, value: Any, allow_one: bool = True) -> None:
         raise ValueError(f"{name} must be in {bound}, got {value}")
 
 
-@dataclass(kw_only=True)
-class _SelectK(BackwardRule):
-    """A meProp backward whose k may depend on the layer and the training state."""
-
-    def current_k(self, n_out: int) -> int:
-        raise NotImplementedError
-
-    def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
-        k = self.current_k(g.shape[1])
-        if self.scope == "sample":
-            with _timed(clock):
-                g = topk_rows(g, k)
-            return dense_grads(g, x, weight, needs)
-        with _timed(clock):
-            rows = topk_columns(g, k)
-        return row_block_grads(g, x, weight, needs, rows)
-
-    def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> float:
-        return batch * self.current_k(n_out) * n_in * (2 if input_grad else 1)
-
-
 @register_rule("topk_fraction")
 @dataclass(kw_only=True)
-class FractionTopK(_SelectK):
+class FractionTopK(SelectedSensitivities):
     """k as a fraction of each layer's width (003, "changing k for hidden layer dimensions")."""
 
     fraction: float
@@ -102,12 +81,9 @@ class FractionTopK(_SelectK):
     def current_k(self, n_out: int) -> int:
         return fraction_k(self.fraction, n_out)
 
-    def keeps_everything(self, n_in: int, n_out: int) -> bool:
-        return self.current_k(n_out) >= n_out
-
 
 @dataclass(kw_only=True)
-class _AnnealedTopK(_SelectK):
+class _AnnealedTopK(SelectedSensitivities):
     """Top-k whose k only ever decreases during training (003, "annealing k")."""
 
     k: int

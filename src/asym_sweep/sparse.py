@@ -299,26 +299,39 @@ class _OneK(BackwardRule):
         _check_k("k", self.k)
 
 
-@register_rule("topk")
-@dataclass
-class TopK(_OneK):
-    """meProp / thesis eqs. 7.1-7.3: only the k largest sensitivities propagate."""
+class SelectedSensitivities(BackwardRule):
+    """meProp's backward (thesis eqs. 7.1-7.3): only the `current_k` largest sensitivities
+    of a layer propagate. `TopK` fixes k; the rules of ``meprop.py`` choose it by layer
+    width or anneal it over training, overriding `current_k` only."""
+
+    def current_k(self, n_out: int) -> int:
+        """The k in force for a layer of ``n_out`` neurons, at most ``n_out``."""
+        raise NotImplementedError
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
+        k = self.current_k(g.shape[1])
         if self.scope == "sample":
             with _timed(clock):
-                g = topk_rows(g, self.k)
+                g = topk_rows(g, k)
             return dense_grads(g, x, weight, needs)
         with _timed(clock):
-            rows = topk_columns(g, self.k)
+            rows = topk_columns(g, k)
         return row_block_grads(g, x, weight, needs, rows)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
-        k = min(self.k, n_out)
-        return batch * k * n_in * (2 if input_grad else 1)
+        return batch * self.current_k(n_out) * n_in * (2 if input_grad else 1)
 
     def keeps_everything(self, n_in: int, n_out: int) -> bool:
-        return self.k >= n_out
+        return self.current_k(n_out) >= n_out
+
+
+@register_rule("topk")
+@dataclass(kw_only=True)
+class TopK(SelectedSensitivities, _OneK):
+    """meProp / thesis eqs. 7.1-7.3 with a fixed k."""
+
+    def current_k(self, n_out: int) -> int:
+        return min(self.k, n_out)
 
 
 def _sparse_outer(gc: Tensor, xc: Tensor, cols: Tensor | None, n_in: int) -> Tensor:
