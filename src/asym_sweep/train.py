@@ -1,11 +1,13 @@
 """One run: train an MLP with a method, evaluate every epoch, time the phases, record it.
 
-All timers live here (forward, backward, index selection inside backward,
-optimizer step, evaluation); rules only receive the selection stopwatch.
-Reproducibility: three independent seeded random streams, derived from the
-run's seed, drive initial weights, batch order and dropout; their states are
-part of every checkpoint, so a resumed run continues exactly where the
-uninterrupted one would have been.
+The run owns the timers (forward, backward, index selection, optimizer step,
+evaluation); the training step itself is the method's procedure
+(``procedure.py``), which times its phases on them, and rules only receive the
+selection stopwatch. Reproducibility: three independent seeded random streams,
+derived from the run's seed, drive initial weights, batch order and dropout;
+their states, and the procedure's (rule state, VR-PGE's masks), are part of
+every checkpoint, so a resumed run continues exactly where the uninterrupted
+one would have been.
 """
 
 from __future__ import annotations
