@@ -40,9 +40,8 @@ from torch import Tensor
 
 from asym_sweep.sparse import (
     BackwardRule,
-    LinearGrads,
-    Needs,
     SelectedSensitivities,
+    TopK,
     _check_k,
     _timed,
     dense_grads,
@@ -50,7 +49,6 @@ from asym_sweep.sparse import (
     row_block_grads,
     topk_columns,
 )
-from asym_sweep.timing import Stopwatch
 
 
 def fraction_k(fraction: float, n: int) -> int:
@@ -240,27 +238,12 @@ def random_rows(v: Tensor, k: int) -> Tensor:
 
 @register_rule("random")
 @dataclass(kw_only=True)
-class RandomK(BackwardRule):
+class RandomK(TopK):
     """k sensitivities chosen uniformly at random: the null hypothesis for top-k
     (002 Figure 3 sets random components to zero). No rescaling of what is kept."""
 
-    k: int
+    def select_each(self, g: Tensor, k: int) -> Tensor:
+        return random_rows(g, k)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_k("k", self.k)
-
-    def backward(self, g: Tensor, x: Tensor, weight: Tensor, needs: Needs, clock: Stopwatch | None) -> LinearGrads:
-        if self.scope == "sample":
-            with _timed(clock):
-                g = random_rows(g, self.k)
-            return dense_grads(g, x, weight, needs)
-        with _timed(clock):
-            rows = random_columns(g.shape[1], self.k, g.device)
-        return row_block_grads(g, x, weight, needs, rows)
-
-    def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> float:
-        return batch * min(self.k, n_out) * n_in * (2 if input_grad else 1)
-
-    def keeps_everything(self, n_in: int, n_out: int) -> bool:
-        return self.k >= n_out
+    def select_columns(self, g: Tensor, k: int) -> Tensor | None:
+        return random_columns(g.shape[1], k, g.device)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from asym_sweep.sparse import BackwardRule
+from asym_sweep.sparse import BackwardRule, Dense
 from asym_sweep.timing import Timers
 
 if TYPE_CHECKING:  # model.py imports sparse.py, which registers this module's rules
@@ -60,9 +60,11 @@ class Madds:
 
 def dense_madds(model: MLP, batch: int) -> tuple[int, int]:
     """(forward, backward) multiply-adds of ordinary backprop on this model's layer shapes."""
-    forward = sum(batch * layer.in_features * layer.out_features for layer in model.layers)
+    dense = Dense()
+    forward = sum(dense.forward_madds(batch, layer.in_features, layer.out_features) for layer in model.layers)
     backward = sum(
-        batch * layer.in_features * layer.out_features * (2 if i > 0 else 1) for i, layer in enumerate(model.layers)
+        dense.backward_madds(batch, layer.in_features, layer.out_features, input_grad=i > 0)
+        for i, layer in enumerate(model.layers)
     )
     return forward, backward
 

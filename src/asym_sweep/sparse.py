@@ -302,20 +302,29 @@ class _OneK(BackwardRule):
 class SelectedSensitivities(BackwardRule):
     """meProp's backward (thesis eqs. 7.1-7.3): only the `current_k` largest sensitivities
     of a layer propagate. `TopK` fixes k; the rules of ``meprop.py`` choose it by layer
-    width or anneal it over training, overriding `current_k` only."""
+    width or anneal it over training (overriding `current_k`), or choose the entries
+    at random (overriding the two selectors)."""
 
     def current_k(self, n_out: int) -> int:
         """The k in force for a layer of ``n_out`` neurons, at most ``n_out``."""
         raise NotImplementedError
 
+    def select_each(self, g: Tensor, k: int) -> Tensor:
+        """Sample scope: ``g`` with ``k`` entries of every row kept (by magnitude here)."""
+        return topk_rows(g, k)
+
+    def select_columns(self, g: Tensor, k: int) -> Tensor | None:
+        """Batch scope: the ``k`` output neurons kept for the whole batch (None: all)."""
+        return topk_columns(g, k)
+
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
         k = self.current_k(g.shape[1])
         if self.scope == "sample":
             with _timed(clock):
-                g = topk_rows(g, k)
+                g = self.select_each(g, k)
             return dense_grads(g, x, weight, needs)
         with _timed(clock):
-            rows = topk_columns(g, k)
+            rows = self.select_columns(g, k)
         return row_block_grads(g, x, weight, needs, rows)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
