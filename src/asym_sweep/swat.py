@@ -96,9 +96,9 @@ class _SparseWeightsActivations(BackwardRule):
         """``f_TOPK`` of a weight matrix or an activation batch, as this rule's scope says."""
         if self.scope == "sample":
             # Per row: an example's activations, or an output neuron's incoming weights.
-            out = topk_rows(v, keep_count(self.sparsity, v.shape[-1]))
-            self.kept[kind] = v.shape[0] * min(v.shape[-1], keep_count(self.sparsity, v.shape[-1]))
-            return out
+            keep = keep_count(self.sparsity, v.shape[-1])
+            self.kept[kind] = v.shape[0] * keep
+            return topk_rows(v, keep)
         keep = keep_count(self.sparsity, v.numel())
         if self.period == 1 or self._refresh[kind] or self.thresholds[kind] is None:
             out, self.thresholds[kind] = topk_whole(v, keep)
@@ -120,23 +120,23 @@ class _SparseWeightsActivations(BackwardRule):
             xs = self.sparsify("input", x) if needs.weight else x
         return dense_grads(g, xs, w, needs)
 
-    def _kept(self, kind: str, default: int) -> int:
+    def _kept(self, kind: str, rows: int, cols: int) -> int:
+        """Entries of a (rows, cols) tensor the last call kept; before any call, the nominal count."""
         kept = self.kept[kind]
-        return default if kept is None else kept
-
-    def _default_kept(self, kind: str, rows: int, cols: int) -> int:
+        if kept is not None:
+            return kept
         if self.scope == "sample":
             return rows * keep_count(self.sparsity, cols)
         return keep_count(self.sparsity, rows * cols)
 
     def forward_madds(self, batch: int, n_in: int, n_out: int) -> float:
         if not self.sparse_forward:
-            return batch * n_in * n_out
-        return batch * self._kept("weight", self._default_kept("weight", n_out, n_in))
+            return super().forward_madds(batch, n_in, n_out)
+        return batch * self._kept("weight", n_out, n_in)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> float:
-        weight_grad = n_out * self._kept("input", self._default_kept("input", batch, n_in))
-        input_grad_madds = batch * self._kept("weight", self._default_kept("weight", n_out, n_in))
+        weight_grad = n_out * self._kept("input", batch, n_in)
+        input_grad_madds = batch * self._kept("weight", n_out, n_in)
         return weight_grad + (input_grad_madds if input_grad else 0)
 
     def state_dict(self) -> dict[str, Any]:
