@@ -90,33 +90,8 @@ def policy_gradient(mask: Tensor, s: Tensor, loss_difference: float, alpha: floa
     return loss_difference * (mask.to(s.dtype) - s) * (sc * (1.0 - sc)).pow(alpha - 1.0)
 
 
-def subnetwork_forward(model: MLP, x: Tensor, keep: Sequence[Tensor]) -> Tensor:
-    """Logits of the sub-network that keeps hidden neurons ``keep[i]`` of hidden layer ``i``.
-
-    Only the kept rows (output neurons) and columns (input neurons) of each weight
-    matrix are gathered and multiplied, so forward and backward products shrink
-    with the mask; autograd scatters the gradients of the gathered blocks back.
-    Equal to the dense network with the dropped neurons' activations set to zero.
-    """
-    h = x.reshape(x.shape[0], -1)
-    previous: Tensor | None = None
-    last = len(model.layers) - 1
-    for i, layer in enumerate(model.layers):
-        weight, bias = layer.weight, layer.bias
-        rows = keep[i] if i < last else None
-        if rows is not None:
-            weight, bias = weight.index_select(0, rows), bias.index_select(0, rows)
-        if previous is not None:
-            weight = weight.index_select(1, previous)
-        h = F.linear(h, weight, bias)
-        if i < last:
-            h = F.relu(h)
-        previous = rows
-    return h
-
-
 class Block(NamedTuple):
-    """The gathered weight and bias of one layer of a sub-network, as leaves of their own."""
+    """The gathered weight and bias of one layer of a sub-network."""
 
     weight: Tensor
     bias: Tensor
@@ -124,36 +99,47 @@ class Block(NamedTuple):
     cols: Tensor | None  # kept input neurons (None: all, the pixels)
 
 
-def gather_blocks(model: MLP, keep: Sequence[Tensor]) -> list[Block]:
-    """Per layer, the weight rows and columns of the kept neurons, detached, requiring grad.
+def gather_blocks(model: MLP, keep: Sequence[Tensor], detach: bool = True) -> list[Block]:
+    """Per layer, the weight rows and columns and the bias entries of the kept neurons.
 
-    Training runs on these compact blocks and `GradBuffers` scatters their
-    gradients into the parameters' ``.grad``. Letting autograd differentiate the
-    gathers instead zero-filled full-size gradient tensors twice per layer and
-    sub-network: profiled on l3-1024 at keep 0.1, ``fill_`` took about 4 ms of a step.
+    ``detach=True`` (training): the blocks are leaves of their own and
+    `GradBuffers` adds their gradients into the parameters' ``.grad``. Letting
+    autograd differentiate the gathers instead (``detach=False``) zero-fills
+    full-size gradient tensors twice per layer and sub-network: profiled on
+    l3-1024 at keep 0.1, ``fill_`` took about 4 ms of a step.
     """
     blocks = []
     last = len(model.layers) - 1
     for i, layer in enumerate(model.layers):
         rows = keep[i] if i < last else None
         cols = keep[i - 1] if i > 0 else None
-        weight, bias = layer.weight.detach(), layer.bias.detach()
+        weight, bias = (layer.weight.detach(), layer.bias.detach()) if detach else (layer.weight, layer.bias)
         if rows is not None:
             weight, bias = weight.index_select(0, rows), bias.index_select(0, rows)
         if cols is not None:
             weight = weight.index_select(1, cols)
-        blocks.append(Block(weight.requires_grad_(True), bias.requires_grad_(True), rows, cols))
+        if detach:
+            weight, bias = weight.requires_grad_(True), bias.requires_grad_(True)
+        blocks.append(Block(weight, bias, rows, cols))
     return blocks
 
 
 def blocks_forward(blocks: Sequence[Block], x: Tensor) -> Tensor:
-    """Logits of a sub-network from its gathered blocks (equal to `subnetwork_forward`)."""
+    """Logits of a sub-network from its gathered blocks (compact products only)."""
     h = x.reshape(x.shape[0], -1)
     for i, block in enumerate(blocks):
         h = F.linear(h, block.weight, block.bias)
         if i < len(blocks) - 1:
             h = F.relu(h)
     return h
+
+
+def subnetwork_forward(model: MLP, x: Tensor, keep: Sequence[Tensor]) -> Tensor:
+    """Logits of the sub-network that keeps hidden neurons ``keep[i]`` of hidden layer ``i``,
+    differentiable with respect to the parameters through the gathers (evaluation, and the
+    reference the training path is tested against). Equal to the dense network with the
+    dropped neurons' activations set to zero."""
+    return blocks_forward(gather_blocks(model, keep, detach=False), x)
 
 
 class GradBuffers:
