@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import method_from_conf
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import THESIS_ARCHS, build_mlp, parse_arch
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave the C library's malloc settings alone (training keeps freed memory: asym_sweep/allocator.py)")
     p.add_argument("--compile", action="store_true", help="wrap every model in torch.compile (default inductor backend)")
     p.add_argument("--projection", action="store_true", help="also project the full Fashion-MNIST sweep's time")
     p.add_argument("--projection-rounds", type=int, default=40)
@@ -273,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    heap_kept = False if args.default_malloc else keep_freed_memory()
     cases = [make_case(a, m, s, b, device, args.seed, args.compile) for a in args.archs for b in args.batch for s in args.scopes
              for m in args.methods if not (s == "sample" and m in ("plain", "dense", "dropout"))]
     measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty())
@@ -280,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
+    machine += ", malloc keeps freed memory" if heap_kept else ", default malloc"
     print(f"# {machine}; medians of {args.rounds} interleaved steps after {args.warmup} warm-up")
     print(render(rows))
     result: dict[str, object] = {"machine": machine, "host": platform.node(), "args": vars(args), "rows": rows,

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.model import THESIS_ARCHS, parse_arch
 from asym_sweep.train import make_adam
 
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_ensemble: error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as training does
     diff = check_equal(archs[0], args.members, args.batch)
     print(f"# {args.members} members, batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"stacked vs separate weights after 5 steps on {archs[0]}: max |diff| = {diff:.2e}")

@@ -146,3 +146,23 @@ def test_grad_sink_clears_rows_of_the_previous_step() -> None:
     expected[5] += 1.0
     expected[1] = 1.0
     assert torch.equal(p.grad, expected)
+
+
+def test_grad_sink_writes_blocks_and_clears_their_whole_rows_next_step() -> None:
+    from asym_sweep.sparse import GradSink
+
+    p = torch.nn.Parameter(torch.zeros(5, 4))
+    sink = GradSink()
+    sink.write(p, torch.tensor([3, 0]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([2, 1]))
+    expected = torch.zeros(5, 4)
+    expected[3, 2], expected[3, 1], expected[0, 2], expected[0, 1] = 1.0, 2.0, 3.0, 4.0
+    assert torch.equal(p.grad, expected)
+    p.grad = None
+    sink.write(p, torch.tensor([1]), torch.tensor([[5.0]]), torch.tensor([3]))
+    expected.zero_()
+    expected[1, 3] = 5.0
+    assert torch.equal(p.grad, expected)
+    sink.write(p, torch.tensor([1, 4]), torch.ones(2, 2), torch.tensor([3, 0]))  # .grad kept: accumulate
+    expected[1, 3] += 1.0
+    expected[1, 0] = expected[4, 3] = expected[4, 0] = 1.0
+    assert torch.equal(p.grad, expected)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asym_sweep.sparse import RULES, make_rule, sparse_linear, topk_columns, topk_rows
+from asym_sweep.sparse import RULES, magnitude_keys, make_rule, sparse_linear, topk_columns, topk_rows
 
 METHODS = {
     "dense": {},
@@ -169,6 +169,29 @@ def test_helpers_keep_everything_when_k_covers_the_vector():
     assert topk_rows(v, 6) is v
     assert topk_columns(v, 10) is None
     assert torch.equal(topk_columns(v, 2).sort().values, torch.argsort(v.abs().sum(0), descending=True)[:2].sort().values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_magnitude_keys_order_as_magnitudes(dtype):
+    torch.manual_seed(0)
+    special = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), 1e-30, -1e-30, 3.0, -3.0])
+    v = torch.cat((torch.randn(200) * 10.0 ** torch.randint(-6, 6, (200,)), special)).to(dtype)
+    keys = magnitude_keys(v)
+    assert keys.dtype != dtype  # the integer view is what makes it faster
+    mags = v.abs().double()
+    # Every pair ranks the same way under keys and under magnitudes.
+    assert torch.equal(keys[:, None] > keys[None, :], mags[:, None] > mags[None, :])
+    assert torch.equal(keys[:, None] == keys[None, :], mags[:, None] == mags[None, :])
+
+
+def test_topk_rows_keeps_the_largest_magnitudes_of_each_row():
+    torch.manual_seed(1)
+    v = torch.randn(30, 50)
+    out = topk_rows(v, 7)
+    assert torch.equal((out != 0).sum(1), torch.full((30,), 7))
+    kept_min = torch.where(out != 0, v.abs(), torch.inf).amin(1)
+    dropped_max = torch.where(out == 0, v.abs(), 0.0).amax(1)
+    assert bool((kept_min > dropped_max).all()) and torch.equal(out[out != 0], v[out != 0])
 
 
 @pytest.mark.parametrize(

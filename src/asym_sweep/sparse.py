@@ -65,15 +65,19 @@ class LinearGrads(NamedTuple):
     """Gradients of one linear layer; ``None`` where autograd did not ask.
 
     With ``rows`` set, ``weight`` and ``bias`` are *compact*: only the listed
-    rows (output neurons), every other row being zero. The autograd function
-    then scatters them, or writes them into a `GradSink` without touching the
-    zero rows at all.
+    rows (output neurons), every other row being zero. With ``cols`` set too,
+    ``weight`` is compact in both directions: the ``(len(rows), len(cols))``
+    block at those rows and columns (partial and complete connectivity's
+    outer products), every other entry zero. The autograd function then
+    scatters them, or writes them into a `GradSink` without touching the zero
+    rows at all.
     """
 
     input: Tensor | None
     weight: Tensor | None
     bias: Tensor | None
     rows: Tensor | None = None
+    cols: Tensor | None = None
 
 
 class Needs(NamedTuple):
@@ -89,11 +93,26 @@ class Needs(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
+# Non-negative IEEE floats order exactly as their bit patterns read as signed integers
+# of the same width (+0 lowest, NaN above +inf, as topk ranks NaN), and torch.topk runs
+# faster on integers: 0.59 ms against 0.90 ms for complete's row-wise top-170 of a
+# (170, 1024) block on 2 threads (interleaved medians). Same selection, cheaper.
+_SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float64: torch.int64,
+                   torch.float16: torch.int16, torch.bfloat16: torch.int16}
+
+
+def magnitude_keys(v: Tensor) -> Tensor:
+    """``|v|`` in a form whose order is the order of magnitudes (integer bits where possible)."""
+    a = v.abs()
+    int_dtype = _SAME_WIDTH_INT.get(a.dtype)
+    return a.view(int_dtype) if int_dtype is not None and a.is_contiguous() else a
+
+
 def topk_rows(v: Tensor, k: int) -> Tensor:
     """Keep the ``k`` largest-magnitude entries of every row of ``v``, zero the rest."""
     if k >= v.shape[-1]:
         return v
-    idx = v.abs().topk(k, dim=-1, sorted=False).indices
+    idx = magnitude_keys(v).topk(k, dim=-1, sorted=False).indices
     return torch.zeros_like(v).scatter_(-1, idx, v.gather(-1, idx))
 
 
@@ -343,10 +362,25 @@ class TopK(SelectedSensitivities, _OneK):
         return min(self.k, n_out)
 
 
-def _sparse_outer(gc: Tensor, xc: Tensor, cols: Tensor | None, n_in: int) -> Tensor:
-    """The selected rows of ``topk(g)^T topk(x)`` from compacted operands: ``(k_rows, n_in)``."""
-    block = gc.t() @ xc  # (k_rows, k_cols): the only product computed
-    return _scatter_cols(block, cols, n_in)
+def sparse_outer_grads(g: Tensor, x: Tensor, weight: Tensor, needs: Needs, rows: Tensor | None,
+                       cols: Tensor | None, w_tilde: Tensor | None = None) -> LinearGrads:
+    """Eqs. 7.4-7.6 in the batch scope: sensitivities of output neurons ``rows``, inputs ``cols``.
+
+    The weight gradient ``topk(g)^T topk(x)`` is the one product of the compacted
+    operands, ``(k_rows, k_cols)``, returned as a block (see `LinearGrads`);
+    ``w_tilde`` (complete, eq. 7.5) replaces the selected rows of the weight in
+    the input gradient.
+    """
+    gc = _gather_cols(g, rows)  # (batch, k_rows)
+    if needs.input:
+        grad_x = gc @ (w_tilde if w_tilde is not None else _gather_rows(weight, rows))
+    return LinearGrads(
+        grad_x if needs.input else None,
+        gc.t() @ _gather_cols(x, cols) if needs.weight else None,
+        gc.sum(0) if needs.bias else None,
+        rows,
+        cols,
+    )
 
 
 @register_rule("partial")
@@ -375,13 +409,7 @@ class Partial(BackwardRule):
         with _timed(clock):
             rows = topk_columns(g, self.k1)
             cols = topk_columns(x, self.k2) if needs.weight else None
-        gc = _gather_cols(g, rows)
-        return LinearGrads(
-            gc @ _gather_rows(weight, rows) if needs.input else None,
-            _sparse_outer(gc, _gather_cols(x, cols), cols, weight.shape[1]) if needs.weight else None,
-            gc.sum(0) if needs.bias else None,
-            rows,
-        )
+        return sparse_outer_grads(g, x, weight, needs, rows, cols)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k1, k2 = min(self.k1, n_out), min(self.k2, n_in)
@@ -412,13 +440,7 @@ class Complete(_OneK):
             cols = topk_columns(x, self.k) if needs.weight else None
             # W~ is only needed on the selected rows: the others meet a zero sensitivity.
             w_sel = topk_rows(_gather_rows(weight, rows), self.k) if needs.input else None
-        gc = _gather_cols(g, rows)
-        return LinearGrads(
-            gc @ w_sel if w_sel is not None else None,
-            _sparse_outer(gc, _gather_cols(x, cols), cols, weight.shape[1]) if needs.weight else None,
-            gc.sum(0) if needs.bias else None,
-            rows,
-        )
+        return sparse_outer_grads(g, x, weight, needs, rows, cols, w_sel)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k_out, k_in = min(self.k, n_out), min(self.k, n_in)
@@ -482,7 +504,8 @@ class GradSink:
         self._buffers: dict[int, Tensor] = {}
         self._dirty: dict[int, Tensor] = {}
 
-    def write(self, param: Tensor, rows: Tensor, block: Tensor) -> None:
+    def write(self, param: Tensor, rows: Tensor, block: Tensor, cols: Tensor | None = None) -> None:
+        """Set (or add to) ``param.grad``: ``block`` at ``rows`` (and ``cols``), zero elsewhere."""
         key = id(param)
         buf = self._buffers.get(key)
         grad = param.grad
@@ -492,13 +515,22 @@ class GradSink:
                 self._buffers[key] = buf
             else:
                 buf.index_fill_(0, self._dirty[key], 0)
-            buf.index_copy_(0, rows, block)
+            _put(buf, rows, cols, block, accumulate=False)
             self._dirty[key] = rows
             param.grad = buf
         else:
-            grad.index_add_(0, rows, block)
+            _put(grad, rows, cols, block, accumulate=True)
             if grad is buf:
                 self._dirty[key] = torch.cat((self._dirty[key], rows))
+
+
+def _put(dest: Tensor, rows: Tensor, cols: Tensor | None, block: Tensor, accumulate: bool) -> None:
+    if cols is None:
+        (dest.index_add_ if accumulate else dest.index_copy_)(0, rows, block)
+    else:
+        # One indexed write of the block: 48 us against 56 us for widening it to full
+        # rows first (l3-1024, partial's 40x200 block, interleaved medians).
+        dest.index_put_((rows[:, None], cols), block, accumulate=accumulate)
 
 
 class _SparseLinearFunction(torch.autograd.Function):
@@ -526,19 +558,20 @@ class _SparseLinearFunction(torch.autograd.Function):
         if grad_x is not None and not flat:
             grad_x = grad_x.reshape(x.shape)
         grad_w, grad_b = grads.weight, grads.bias
-        if grads.rows is not None:
-            # create_graph (grad mode on) wants differentiable results: take the scatter path then.
-            if ctx.params is not None and not torch.is_grad_enabled():
-                w_param, b_param = ctx.params
-                if grad_w is not None:
-                    ctx.sink.write(w_param, grads.rows, grad_w)
-                if grad_b is not None:
-                    ctx.sink.write(b_param, grads.rows, grad_b)
-                grad_w = grad_b = None
-            else:
-                n_out = weight.shape[0]
-                grad_w = _scatter_rows(grad_w, grads.rows, n_out) if grad_w is not None else None
-                grad_b = _scatter_rows(grad_b, grads.rows, n_out) if grad_b is not None else None
+        # create_graph (grad mode on) wants differentiable results: take the scatter path then.
+        if grads.rows is not None and ctx.params is not None and not torch.is_grad_enabled():
+            w_param, b_param = ctx.params
+            if grad_w is not None:
+                ctx.sink.write(w_param, grads.rows, grad_w, grads.cols)
+            if grad_b is not None:
+                ctx.sink.write(b_param, grads.rows, grad_b)
+            grad_w = grad_b = None
+        else:
+            n_out, n_in = weight.shape
+            if grad_w is not None:
+                grad_w = _scatter_rows(_scatter_cols(grad_w, grads.cols, n_in), grads.rows, n_out)
+            if grad_b is not None:
+                grad_b = _scatter_rows(grad_b, grads.rows, n_out)
         return grad_x, grad_w, grad_b, None, None, None
 
 

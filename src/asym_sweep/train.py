@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from asym_sweep import records
+from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
 from asym_sweep.methods import MethodSpec
@@ -117,6 +118,7 @@ def run(
     """Train one configuration to completion (resuming a checkpoint) and write ``result.json``."""
     started = time.time()
     torch.set_num_threads(max(1, threads))
+    heap_kept = keep_freed_memory()
     device = resolve_device(cfg.device)
     spec = MethodSpec.from_config(cfg.method)
     arch = parse_arch(cfg.arch)
@@ -251,6 +253,7 @@ def run(
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "malloc_keeps_freed_memory": heap_kept,
             "host": platform.node(),
             "data_source": splits.source,
         },
