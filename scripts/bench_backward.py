@@ -223,12 +223,13 @@ def eval_seconds(arch: str, device: torch.device, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def projection(args, device: torch.device) -> dict[str, object]:
+def projection(args, device: torch.device, progress: bool) -> dict[str, object]:
     """Full Fashion-MNIST sweep (25 archs x 4 methods x seeds x epochs) from measured per-step times."""
     methods = ("dropout", "topk", "partial", "complete")
     total, per_method = 0.0, {m: 0.0 for m in methods}
     for i, arch in enumerate(THESIS_ARCHS, start=1):
-        sys.stderr.write(f"\rprojection: {arch} ({i}/25)\033[K")
+        if progress:
+            sys.stderr.write(f"\rprojection: {arch} ({i}/25)\033[K")
         cases = [make_case(arch, m, "batch", args.batch[0], device, args.seed) for m in methods]
         measure(cases, device, warmup=5, rounds=args.projection_rounds, seed=args.seed, progress=False)
         ev = eval_seconds(arch, device, args.seed)
@@ -237,7 +238,8 @@ def projection(args, device: torch.device) -> dict[str, object]:
             seconds = epoch * args.epochs * args.seeds
             per_method[case.method] += seconds
             total += seconds
-    sys.stderr.write("\r\033[K")
+    if progress:
+        sys.stderr.write("\r\033[K")
     return {"seconds": total, "hours": total / 3600, "per_method_hours": {m: s / 3600 for m, s in per_method.items()},
             "epochs": args.epochs, "seeds": args.seeds, "batch": args.batch[0], "threads": torch.get_num_threads(),
             "note": "one job at a time with these threads; excludes data loading (about 1 s per run) and Python start-up"}
@@ -272,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but CUDA is not available")
+        for name in ("rounds", "warmup", "threads", "projection_rounds"):
+            if getattr(args, name) < (0 if name == "warmup" else 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'warmup' else 1}")
     except (ValueError, FileNotFoundError) as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {"machine": machine, "host": platform.node(), "args": vars(args), "rows": rows,
                                  "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     if args.projection:
-        proj = projection(args, device)
+        proj = projection(args, device, progress=sys.stderr.isatty())
         result["projection"] = proj
         print(f"\nprojected full sweep (25 archs x 4 methods x {args.seeds} seeds x {args.epochs} epochs, batch {args.batch[0]}, "
               f"{proj['threads']} threads, one job at a time): {proj['hours']:.1f} h "

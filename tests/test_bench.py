@@ -41,3 +41,13 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert bench.main(["--archs", "l0-5", "--out", str(tmp_path)]) == 2
     assert "bench: error:" in capsys.readouterr().err
     assert bench.main(["--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--rounds", "0", "--out", str(tmp_path)]) == 2
+    assert "--rounds must be at least 1" in capsys.readouterr().err
+    assert not list(tmp_path.glob("bench-*.json"))
+
+
+def test_default_malloc_is_reported(tmp_path, capsys):
+    bench = load_bench()
+    args = ["--archs", "l1-8", "--methods", "dense", "--warmup", "0", "--rounds", "1", "--threads", "1", "--out", str(tmp_path)]
+    assert bench.main([*args, "--default-malloc"]) == 0
+    assert "default malloc" in capsys.readouterr().out
