@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import platform
 
 import pytest
 import torch
@@ -34,6 +35,8 @@ def test_one_epoch_writes_a_complete_result(tiny_data, tmp_path, method):
     assert result["n_train"] == 250 and result["n_val"] == 50 and result["n_test"] == 100
     assert result["config"]["method"]["name"] == method
     assert result["environment"]["torch"] and result["environment"]["device"] == "cpu"
+    # allocator.keep_freed_memory took effect (glibc) and the record says so
+    assert result["environment"]["malloc_keeps_freed_memory"] is (platform.libc_ver()[0] == "glibc")
     assert not (folder / records.CHECKPOINT_FILE).exists()
 
 
