@@ -1,15 +1,15 @@
 """Keep freed memory inside the process, so a training step's tensors do not page-fault.
 
 PyTorch's CPU tensors come from the C library's ``malloc``. With glibc's defaults
-a dense step on l3-1024 took about 700-1500 minor page faults (``getrusage``;
-each one a kernel entry and a zeroed 4 KiB page): the three 4 MiB weight
-gradients are freed by ``zero_grad`` every step, glibc hands the memory back to
-the kernel (its trim threshold follows the largest freed block, 2 x 4 MiB), and
-the next step faults it in again. With the settings below the same step took
-about 4 faults, and the dense step ran about 10% faster (A/B over separate
-processes; the machine's own noise is of that order, the fault counts are
-not noisy). The sparse rules already reused their gradient buffers
-(`asym_sweep.sparse.GradSink`) and were not affected.
+a dense step on l3-1024 took about 600-2,200 minor page faults (``getrusage``,
+depending on the run; each one a kernel entry and a zeroed 4 KiB page): the
+three 4 MiB weight gradients are freed by ``zero_grad`` every step, glibc hands
+the memory back to the kernel (its trim threshold follows the largest freed
+block, 2 x 4 MiB), and the next step faults it in again. With the settings below
+the same step took 0-12 faults. In six pairs of separate processes the dense
+step was faster in five, by 13% at the median (the machine's own noise is of
+that order; the fault counts are not noisy). The sparse rules already reused
+their gradient buffers (`asym_sweep.sparse.GradSink`) and had no such faults.
 
 Settings (``mallopt``, glibc only; elsewhere nothing is changed):
 

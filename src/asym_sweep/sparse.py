@@ -278,18 +278,33 @@ def dense_grads(g: Tensor, x: Tensor, weight: Tensor, needs: Needs) -> LinearGra
     )
 
 
-def row_block_grads(g: Tensor, x: Tensor, weight: Tensor, needs: Needs, rows: Tensor | None) -> LinearGrads:
-    """Eq. 7.1-7.3 when only the sensitivities of output neurons ``rows`` propagate (batch scope).
+def row_block_grads(
+    g: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    needs: Needs,
+    rows: Tensor | None,
+    cols: Tensor | None = None,
+    w_tilde: Tensor | None = None,
+) -> LinearGrads:
+    """Eqs. 7.1-7.3 when only the sensitivities of output neurons ``rows`` propagate (batch scope);
+    with ``cols``, eqs. 7.4/7.6: only the inputs ``cols`` enter the weight gradient; with
+    ``w_tilde`` (complete, eq. 7.5), the sparsified selected rows of the weight replace them
+    in the input gradient.
 
-    Computed on the gathered block (batch, k): no product touches a dropped
-    neuron, and the weight and bias gradients come back compact (see `LinearGrads`).
+    Computed on gathered blocks (batch, k): no product touches a dropped neuron or
+    input, and the weight and bias gradients come back compact (see `LinearGrads`).
     """
-    gc = _gather_cols(g, rows)  # (batch, k)
+    gc = _gather_cols(g, rows)  # (batch, k_rows)
+    grad_x = None
+    if needs.input:
+        grad_x = gc @ (w_tilde if w_tilde is not None else _gather_rows(weight, rows))
     return LinearGrads(
-        gc @ _gather_rows(weight, rows) if needs.input else None,
-        gc.t() @ x if needs.weight else None,
+        grad_x,
+        gc.t() @ _gather_cols(x, cols) if needs.weight else None,  # (k_rows, k_cols)
         gc.sum(0) if needs.bias else None,
         rows,
+        cols,
     )
 
 
@@ -362,27 +377,6 @@ class TopK(SelectedSensitivities, _OneK):
         return min(self.k, n_out)
 
 
-def sparse_outer_grads(g: Tensor, x: Tensor, weight: Tensor, needs: Needs, rows: Tensor | None,
-                       cols: Tensor | None, w_tilde: Tensor | None = None) -> LinearGrads:
-    """Eqs. 7.4-7.6 in the batch scope: sensitivities of output neurons ``rows``, inputs ``cols``.
-
-    The weight gradient ``topk(g)^T topk(x)`` is the one product of the compacted
-    operands, ``(k_rows, k_cols)``, returned as a block (see `LinearGrads`);
-    ``w_tilde`` (complete, eq. 7.5) replaces the selected rows of the weight in
-    the input gradient.
-    """
-    gc = _gather_cols(g, rows)  # (batch, k_rows)
-    if needs.input:
-        grad_x = gc @ (w_tilde if w_tilde is not None else _gather_rows(weight, rows))
-    return LinearGrads(
-        grad_x if needs.input else None,
-        gc.t() @ _gather_cols(x, cols) if needs.weight else None,
-        gc.sum(0) if needs.bias else None,
-        rows,
-        cols,
-    )
-
-
 @register_rule("partial")
 @dataclass(kw_only=True)
 class Partial(BackwardRule):
@@ -409,7 +403,7 @@ class Partial(BackwardRule):
         with _timed(clock):
             rows = topk_columns(g, self.k1)
             cols = topk_columns(x, self.k2) if needs.weight else None
-        return sparse_outer_grads(g, x, weight, needs, rows, cols)
+        return row_block_grads(g, x, weight, needs, rows, cols)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k1, k2 = min(self.k1, n_out), min(self.k2, n_in)
@@ -440,7 +434,7 @@ class Complete(_OneK):
             cols = topk_columns(x, self.k) if needs.weight else None
             # W~ is only needed on the selected rows: the others meet a zero sensitivity.
             w_sel = topk_rows(_gather_rows(weight, rows), self.k) if needs.input else None
-        return sparse_outer_grads(g, x, weight, needs, rows, cols, w_sel)
+        return row_block_grads(g, x, weight, needs, rows, cols, w_sel)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k_out, k_in = min(self.k, n_out), min(self.k, n_in)
