@@ -11,7 +11,8 @@ warmed up, then measured *interleaved* (per arch, one step of each case in a
 random order, many rounds) so that drifts in machine speed hit them alike; the table gives medians and the
 interquartile spread. Ratios are within one process: to ``dense`` (our dense
 path, same arch) and to ``plain`` (the same MLP from ``nn.Linear`` with ordinary
-autograd). ``flops`` is the multiply-add ratio of backward to dense, counted over the steps taken.
+autograd; for ``dropout``, ``plain-dropout``: with ``nn.Dropout`` after each hidden
+ReLU). ``flops`` is the multiply-add ratio of backward to dense, counted over the steps taken.
 On CUDA every phase boundary is synchronised. Results go to a new JSON file.
 """
 
@@ -42,7 +43,7 @@ from asym_sweep.train import make_adam
 
 PHASES = ("forward", "backward", "select", "optimizer", "step")
 DEFAULT_ARCHS = ("l1-64", "l3-256", "l3-1024", "l5-1024")
-DEFAULT_METHODS = ("plain", "dense", "dropout", "topk", "partial", "complete")
+DEFAULT_METHODS = ("plain", "plain-dropout", "dense", "dropout", "topk", "partial", "complete")
 TRAIN_EXAMPLES, EVAL_EXAMPLES = 55_000, 15_000
 
 
@@ -59,13 +60,20 @@ class Case:
     samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
 
 
-def plain_mlp(arch: str, seed: int) -> nn.Module:
-    """The reference: the same MLP from nn.Linear, ordinary autograd."""
+# The references built from nn.Linear with ordinary autograd: `plain` for the dense path,
+# `plain-dropout` (nn.Dropout after every hidden ReLU, as the dropout method) for the baseline.
+PLAIN = {"plain": "dense", "plain-dropout": "dropout"}
+
+
+def plain_mlp(arch: str, seed: int, dropout: float = 0.0) -> nn.Module:
+    """The reference: the same MLP from nn.Linear (and nn.Dropout), ordinary autograd."""
     a = parse_arch(arch)
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(a.layer_shapes()):
-        layers += [nn.Linear(n_in, n_out)] + ([nn.ReLU()] if i < a.depth else [])
+        layers.append(nn.Linear(n_in, n_out))
+        if i < a.depth:
+            layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0.0 else [])
     return nn.Sequential(nn.Flatten(), *layers)
 
 
@@ -77,8 +85,8 @@ def method_spec(method: str, scope: str) -> MethodSpec:
 
 
 def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int, compile: bool = False) -> Case:
-    if method == "plain":
-        model = plain_mlp(arch, seed).to(device).train()
+    if method in PLAIN:
+        model = plain_mlp(arch, seed, method_spec(PLAIN[method], "batch").dropout).to(device).train()
         optimizer = make_adam(model.parameters())
         return Case(arch, method, scope, batch, torch.compile(model) if compile else model, optimizer, None)
     a = parse_arch(arch)
@@ -182,7 +190,9 @@ def summarise(cases: list[Case]) -> list[dict[str, object]]:
     for c in cases:
         m = med[(c.arch, c.scope, c.batch, c.method)]
         dense = med.get((c.arch, c.scope, c.batch, "dense")) or med.get((c.arch, "batch", c.batch, "dense"))
-        plain = med.get((c.arch, "batch", c.batch, "plain")) or med.get((c.arch, c.scope, c.batch, "plain"))
+        # A method with dropout is compared with the nn.Linear MLP with dropout, when measured.
+        ref = "plain-dropout" if c.method in ("dropout", "plain-dropout") and (c.arch, "batch", c.batch, "plain-dropout") in med else "plain"
+        plain = med.get((c.arch, "batch", c.batch, ref))
         dropout = med.get((c.arch, "batch", c.batch, "dropout"))
         row: dict[str, object] = {"arch": c.arch, "method": c.method, "scope": c.scope, "batch": c.batch, "flop_ratio": flop_ratio(c)}
         for p in PHASES:
@@ -248,7 +258,7 @@ def projection(args, device: torch.device, progress: bool) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), help="plain, dense, or conf/method names")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), help="plain, plain-dropout, dense, or conf/method names")
     p.add_argument("--scopes", nargs="+", default=["batch"], choices=["batch", "sample"])
     p.add_argument("--batch", nargs="+", type=int, default=[50])
     p.add_argument("--threads", type=int, default=2)
@@ -269,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         for arch in args.archs:
             parse_arch(arch)
         for m in args.methods:
-            if m not in ("plain", "dense"):
+            if m not in ("dense", *PLAIN):
                 method_from_conf(m)
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -283,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     heap_kept = False if args.default_malloc else keep_freed_memory()
     cases = [make_case(a, m, s, b, device, args.seed, args.compile) for a in args.archs for b in args.batch for s in args.scopes
-             for m in args.methods if not (s == "sample" and m in ("plain", "dense", "dropout"))]
+             for m in args.methods if not (s == "sample" and m in ("dense", "dropout", *PLAIN))]
     measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty())
     rows = summarise(cases)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"

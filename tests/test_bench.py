@@ -22,7 +22,7 @@ def load_bench():
 
 def test_table_and_json_for_every_kind_of_method(tmp_path, capsys):
     bench = load_bench()
-    methods = ["plain", "dense", "dropout", "topk", "swat", "vrpge"]
+    methods = ["plain", "plain-dropout", "dense", "dropout", "topk", "swat", "vrpge"]
     code = bench.main(["--archs", "l1-64", "--methods", *methods, "--warmup", "1", "--rounds", "3", "--threads", "1", "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
@@ -34,6 +34,9 @@ def test_table_and_json_for_every_kind_of_method(tmp_path, capsys):
     assert rows["topk"]["flop_ratio"] == pytest.approx((40 * 784 + 2 * 10 * 64) / (64 * 784 + 2 * 10 * 64))
     assert rows["swat"]["flop_ratio"] < 0.5  # 70% of weights and activations dropped
     assert all(r["step_ms"] > 0 for r in rows.values())
+    # dropout is compared with the nn.Linear MLP with nn.Dropout, the others with the plain one
+    assert rows["dropout"]["step_vs_plain"] == pytest.approx(rows["dropout"]["step_ms"] / rows["plain-dropout"]["step_ms"])
+    assert rows["topk"]["step_vs_plain"] == pytest.approx(rows["topk"]["step_ms"] / rows["plain"]["step_ms"])
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
