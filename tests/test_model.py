@@ -166,3 +166,18 @@ def test_grad_sink_writes_blocks_and_clears_their_whole_rows_next_step() -> None
     expected[1, 3] += 1.0
     expected[1, 0] = expected[4, 3] = expected[4, 0] = 1.0
     assert torch.equal(p.grad, expected)
+
+
+def test_grad_sink_adds_blocks_to_a_non_contiguous_grad() -> None:
+    # The flat scatter needs a contiguous .grad; a user-set strided one takes index_put_.
+    from asym_sweep.sparse import GradSink
+
+    p = torch.nn.Parameter(torch.zeros(5, 4))
+    p.grad = torch.arange(20.0).reshape(4, 5).t()
+    expected = p.grad.clone()
+    GradSink().write(p, torch.tensor([4, 1]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([0, 3]))
+    expected[4, 0] += 1.0
+    expected[4, 3] += 2.0
+    expected[1, 0] += 3.0
+    expected[1, 3] += 4.0
+    assert not p.grad.is_contiguous() and torch.equal(p.grad, expected)

@@ -521,9 +521,15 @@ class GradSink:
 def _put(dest: Tensor, rows: Tensor, cols: Tensor | None, block: Tensor, accumulate: bool) -> None:
     if cols is None:
         (dest.index_add_ if accumulate else dest.index_copy_)(0, rows, block)
+    elif dest.is_contiguous():
+        # The block as one flat scatter (rows and cols are distinct, so every target is
+        # written once): 15 us against 21 us for index_put_ on partial's 40x200 block, 40
+        # against 67 us on complete's 170x170 (interleaved medians); in a whole step on
+        # l3-1024, complete's backward went from 3.74 to 3.71 ms (two interleaved A/Bs).
+        flat = torch.add(cols, rows[:, None], alpha=dest.shape[1]).view(-1)
+        target = dest.view(-1)
+        (target.scatter_add_ if accumulate else target.scatter_)(0, flat, block.reshape(-1))
     else:
-        # One indexed write of the block: 48 us against 56 us for widening it to full
-        # rows first (l3-1024, partial's 40x200 block, interleaved medians).
         dest.index_put_((rows[:, None], cols), block, accumulate=accumulate)
 
 
