@@ -3,6 +3,7 @@
     python scripts/bench_backward.py                        # (make bench) l1-64 l3-256 l3-1024 l5-1024, 4 methods
     python scripts/bench_backward.py --archs l3-1024 --methods topk dense --scopes batch sample
     python scripts/bench_backward.py --projection           # + projected time of the full Fashion-MNIST sweep
+    python scripts/bench_backward.py --archs l3-1024 --bounds  # + lower bounds of top-k's backward (see BOUNDS)
 
 For each (arch, method, scope, batch size) one training step is timed phase by
 phase: forward (incl. loss), backward (and, inside it, index selection apart
@@ -38,6 +39,7 @@ from asym_sweep.config import method_from_conf
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import THESIS_ARCHS, build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
+from asym_sweep.sparse import LinearGrads, TopK
 from asym_sweep.timing import Timers, device_sync
 from asym_sweep.train import make_adam
 
@@ -77,6 +79,46 @@ def plain_mlp(arch: str, seed: int, dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(nn.Flatten(), *layers)
 
 
+# Lower bounds for top-k's backward (--bounds), to tell how far its ratio to dense can fall
+# on this machine. Both skip work the rule must do, so neither is a training method:
+# `topk-floor` does no arithmetic in the sparse layers (an uninitialised input gradient, an
+# empty set of rows for the weight gradient): what remains is autograd, the loss, the ReLUs,
+# the dense output layer and the custom function's own cost. `topk-products` adds only the
+# two products of a layer (``g[:, :k] @ W[:k]`` and ``g[:, :k]^T x``) on fixed views: no
+# selection, gather or write. Both still hand every parameter a (zero) gradient through the
+# layer's GradSink, so that Adam streams all of its state as in training and the backward
+# meets caches as cold as top-k's does. Weights of the sparse layers never change.
+def _no_rows(x: torch.Tensor, weight: torch.Tensor, needs) -> tuple:
+    rows = torch.empty(0, dtype=torch.long, device=x.device)
+    return (weight.new_empty(0, weight.shape[1]) if needs.weight else None,
+            weight.new_empty(0) if needs.bias else None, rows)
+
+
+@dataclass(kw_only=True)
+class _TopKFloor(TopK):
+    def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
+        return LinearGrads(torch.empty_like(x) if needs.input else None, *_no_rows(x, weight, needs))
+
+
+@dataclass(kw_only=True)
+class _TopKProducts(TopK):
+    def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
+        k = self.current_k(g.shape[1])
+        gc = g[:, :k]
+        if needs.weight:
+            gc.t() @ x  # computed, not written: the bound counts the product only
+        return LinearGrads(gc @ weight[:k] if needs.input else None, *_no_rows(x, weight, needs))
+
+
+BOUNDS: dict[str, type[TopK]] = {"topk-floor": _TopKFloor, "topk-products": _TopKProducts}
+
+
+def bound_rules(method: str, n_layers: int) -> list[TopK]:
+    """The rules of a --bounds case: top-k's k (conf/method/topk.yaml), batch scope."""
+    k = int(method_from_conf("topk").params["k"])
+    return [BOUNDS[method](k=k) for _ in range(n_layers)]
+
+
 def method_spec(method: str, scope: str) -> MethodSpec:
     if method == "dense":
         return MethodSpec(name="dense", rule="dense", scope=scope)
@@ -90,8 +132,11 @@ def make_case(arch: str, method: str, scope: str, batch: int, device: torch.devi
         optimizer = make_adam(model.parameters())
         return Case(arch, method, scope, batch, torch.compile(model) if compile else model, optimizer, None)
     a = parse_arch(arch)
-    spec = method_spec(method, scope)
-    model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed).to(device).train()
+    if method in BOUNDS:
+        model = build_mlp(a, bound_rules(method, a.depth + 1), seed=seed).to(device).train()
+    else:
+        spec = method_spec(method, scope)
+        model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed).to(device).train()
     optimizer = make_adam(model.parameters())
     # Set up exactly as train.run does.
     procedure = make_procedure(model, optimizer, Timers(device_sync(device)), seed)
@@ -269,17 +314,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--default-malloc", action="store_true",
                    help="leave the C library's malloc settings alone (training keeps freed memory: asym_sweep/allocator.py)")
     p.add_argument("--compile", action="store_true", help="wrap every model in torch.compile (default inductor backend)")
+    p.add_argument("--bounds", action="store_true",
+                   help="also measure topk-floor and topk-products, lower bounds of top-k's backward (not training methods)")
     p.add_argument("--projection", action="store_true", help="also project the full Fashion-MNIST sweep's time")
     p.add_argument("--projection-rounds", type=int, default=40)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", default="outputs/bench", help="folder for the JSON result (a new file each run)")
     args = p.parse_args(argv)
+    if args.bounds:
+        args.methods += [m for m in BOUNDS if m not in args.methods]
     try:
         for arch in args.archs:
             parse_arch(arch)
         for m in args.methods:
-            if m not in ("dense", *PLAIN):
+            if m not in ("dense", *PLAIN, *BOUNDS):
                 method_from_conf(m)
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -293,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     heap_kept = False if args.default_malloc else keep_freed_memory()
     cases = [make_case(a, m, s, b, device, args.seed, args.compile) for a in args.archs for b in args.batch for s in args.scopes
-             for m in args.methods if not (s == "sample" and m in ("dense", "dropout", *PLAIN))]
+             for m in args.methods if not (s == "sample" and m in ("dense", "dropout", *PLAIN, *BOUNDS))]
     measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty())
     rows = summarise(cases)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"

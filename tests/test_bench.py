@@ -54,3 +54,31 @@ def test_default_malloc_is_reported(tmp_path, capsys):
     args = ["--archs", "l1-8", "--methods", "dense", "--warmup", "0", "--rounds", "1", "--threads", "1", "--out", str(tmp_path)]
     assert bench.main([*args, "--default-malloc"]) == 0
     assert "default malloc" in capsys.readouterr().out
+
+
+def test_bounds_add_the_two_lower_bounds_of_topk(tmp_path, capsys):
+    bench = load_bench()
+    args = ["--archs", "l2-64", "--methods", "dense", "topk", "--bounds", "--warmup", "1", "--rounds", "2",
+            "--threads", "1", "--out", str(tmp_path)]
+    assert bench.main(args) == 0
+    (path,) = tmp_path.glob("bench-*.json")
+    rows = {r["method"]: r for r in json.loads(path.read_text())["rows"]}
+    assert set(rows) == {"dense", "topk", "topk-floor", "topk-products"}
+    assert rows["topk-products"]["flop_ratio"] == rows["topk"]["flop_ratio"]
+
+
+def test_products_bound_computes_topks_products_on_the_first_k_rows():
+    import torch
+
+    from asym_sweep.sparse import Needs
+
+    bench = load_bench()
+    (rule,) = bench.bound_rules("topk-products", 1)
+    g, x, w = torch.randn(5, 64), torch.randn(5, 32), torch.randn(64, 32)
+    grads = rule.backward(g, x, w, Needs(True, True, True), None)
+    assert torch.equal(grads.input, g[:, :40] @ w[:40])
+    # no rows: every parameter gets a zero gradient (Adam's work as in training), nothing written
+    assert grads.rows.numel() == 0 and grads.weight.shape == (0, 32) and grads.bias.shape == (0,)
+    (floor,) = bench.bound_rules("topk-floor", 1)
+    nothing = floor.backward(g, x, w, Needs(False, True, True), None)
+    assert nothing.input is None and nothing.rows.numel() == 0
