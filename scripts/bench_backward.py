@@ -39,7 +39,7 @@ from asym_sweep.config import method_from_conf
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import THESIS_ARCHS, build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
-from asym_sweep.sparse import LinearGrads, TopK
+from asym_sweep.sparse import LinearGrads, Needs, TopK
 from asym_sweep.timing import Timers, device_sync
 from asym_sweep.train import make_adam
 
@@ -88,7 +88,8 @@ def plain_mlp(arch: str, seed: int, dropout: float = 0.0) -> nn.Module:
 # selection, gather or write. Both still hand every parameter a (zero) gradient through the
 # layer's GradSink, so that Adam streams all of its state as in training and the backward
 # meets caches as cold as top-k's does. Weights of the sparse layers never change.
-def _no_rows(x: torch.Tensor, weight: torch.Tensor, needs) -> tuple:
+def _no_rows(x: torch.Tensor, weight: torch.Tensor, needs: Needs) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """(weight, bias, rows) gradients that select no row: the sink zeroes, writes nothing."""
     rows = torch.empty(0, dtype=torch.long, device=x.device)
     return (weight.new_empty(0, weight.shape[1]) if needs.weight else None,
             weight.new_empty(0) if needs.bias else None, rows)
