@@ -25,14 +25,21 @@ procedure = make_procedure(model, make_adam(model.parameters()), Timers(None), 0
 x, y = torch.randn(50, 1, 28, 28), torch.randint(0, 10, (50,))
 for _ in range(5):
     procedure.step(x, y)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
+faults = []
+for _ in range(21):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     procedure.step(x, y)
-print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, sorted(faults)[10])
 """
 
 
 def faults_per_step(mode: str) -> tuple[str, float]:
+    """Median page faults of one step over 21 steps.
+
+    The median, not the mean: with memory kept, an occasional step still maps one fresh 4 MiB
+    chunk (1024 faults) when malloc grows its heap, and CI once saw two such steps in the window.
+    """
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True).stdout.split()
     return out[0], float(out[1])
 
@@ -43,7 +50,7 @@ def test_dense_steps_stop_faulting_in_freed_gradients():
     applied, kept = faults_per_step("kept")
     assert applied == "True"
     # Three 4 MiB weight gradients per step: about 3 x 1024 pages if they go back to the kernel.
-    assert kept < 100, f"{kept} page faults per step with freed memory kept"
+    assert kept < 100, f"median {kept} page faults per step with freed memory kept"
     assert kept < default / 5, (kept, default)
 
 
