@@ -137,7 +137,8 @@ def make_case(arch: str, method: str, scope: str, batch: int, device: torch.devi
         model = build_mlp(a, bound_rules(method, a.depth + 1), seed=seed).to(device).train()
     else:
         spec = method_spec(method, scope)
-        model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed).to(device).train()
+        # As train.run builds it: the inputs (torch.rand, like the [0, 1] pixels) are non-negative.
+        model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed, nonnegative_pixels=True).to(device).train()
     optimizer = make_adam(model.parameters())
     # Set up exactly as train.run does.
     procedure = make_procedure(model, optimizer, Timers(device_sync(device)), seed)

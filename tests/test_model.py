@@ -181,3 +181,47 @@ def test_grad_sink_adds_blocks_to_a_non_contiguous_grad() -> None:
     expected[1, 0] += 3.0
     expected[1, 3] += 4.0
     assert not p.grad.is_contiguous() and torch.equal(p.grad, expected)
+
+
+def test_layers_are_told_their_input_is_nonnegative_only_where_it_is_by_construction() -> None:
+    arch = parse_arch("l3-16")
+    rules = [TopK(k=4)] * 4
+    assert [layer.nonnegative_input for layer in build_mlp(arch, rules).layers] == [False, True, True, True]
+    assert all(layer.nonnegative_input for layer in build_mlp(arch, rules, nonnegative_pixels=True).layers)
+
+
+@pytest.mark.parametrize("scope", ["batch", "sample"])
+@pytest.mark.parametrize("method", ["partial", "complete"])
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_the_nonnegative_input_shortcut_leaves_gradients_unchanged(method: str, scope: str, dropout: float) -> None:
+    """The abs-free ranking of ReLU outputs and pixels (sparse.Needs) against ranking by |x|,
+    over steps whose weights move, with pixels that hold exact zeros as the data do."""
+    from asym_sweep.config import method_from_conf
+
+    base = method_from_conf(method)
+    spec = MethodSpec(base.name, base.rule, base.params, scope)
+    a = parse_arch("l2-48")
+    runs = []
+    for told in (True, False):
+        model = build_mlp(a, spec.layer_rules(a.depth + 1), dropout, seed=0, nonnegative_pixels=told)
+        for layer in model.layers:
+            layer.nonnegative_input = layer.nonnegative_input and told
+        model.use_grad_sinks(True)
+        gen = torch.Generator().manual_seed(1)
+        torch.manual_seed(2)  # the same dropout masks in both runs
+        seen = []
+        for _ in range(3):
+            x = torch.rand(9, 784, generator=gen)
+            x[x < 0.3] = 0.0
+            y = torch.randint(0, 10, (9,), generator=gen)
+            F.cross_entropy(model(x), y).backward()
+            seen.append([p.grad.clone() for p in model.parameters()])
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+                    p.grad = None
+        runs.append(seen)
+    assert any(layer.nonnegative_input for layer in model.layers) is False
+    for told_step, plain_step in zip(*runs):
+        for t, p in zip(told_step, plain_step):
+            assert torch.equal(t, p)

@@ -184,6 +184,48 @@ def test_magnitude_keys_order_as_magnitudes(dtype):
     assert torch.equal(keys[:, None] == keys[None, :], mags[:, None] == mags[None, :])
 
 
+def _nonnegative_with_signed_zeros(gen: torch.Generator) -> torch.Tensor:
+    """ReLU-like input: exact zeros of both signs, whole zero columns, ties."""
+    v = torch.randn(12, 40, generator=gen).relu()
+    v[:, 5] = 0.0
+    v[:, 9] = -0.0
+    v[v == 0] = torch.where(torch.rand(int((v == 0).sum()), generator=gen) < 0.5, 0.0, -0.0)
+    v[:, 11] = v[:, 12]  # a tie
+    return v
+
+
+@pytest.mark.parametrize("k", [1, 7, 30, 39])
+def test_nonnegative_ranking_selects_as_magnitudes(k):
+    """Without abs, a known non-negative input gets the same columns and the same kept values."""
+    v = _nonnegative_with_signed_zeros(torch.Generator().manual_seed(k))
+    assert torch.equal(topk_columns(v, k, nonnegative=True), topk_columns(v, k))
+    assert torch.equal(topk_rows(v, k, nonnegative=True), topk_rows(v, k))
+    keys, mags = magnitude_keys(v, nonnegative=True), v.abs()
+    key_above, mag_above = keys[:, :, None] > keys[:, None, :], mags[:, :, None] > mags[:, None, :]
+    # A larger magnitude always has a larger key; a larger key never a smaller magnitude
+    # (only +0.0 over -0.0 is ranked where magnitudes tie).
+    assert bool((key_above | ~mag_above).all())
+    assert bool((mags[:, :, None] >= mags[:, None, :])[key_above].all())
+
+
+@pytest.mark.parametrize("scope", ["sample", "batch"])
+@pytest.mark.parametrize("method,params", [("partial", {"k1": 2, "k2": 1}), ("complete", {"k": 1})])
+def test_rules_rank_the_input_by_value_when_told_it_is_nonnegative(method, params, scope):
+    """The promise is really used (a negative input then ranks by signed value), so the
+    tests of the MLP, which makes it, exercise the abs-free path."""
+    from asym_sweep.sparse import Needs
+
+    rule = make_rule(method, scope=scope, **params)
+    x = torch.tensor([[-100.0, 1.0, 2.0], [-100.0, 1.0, 2.0]])
+    w, g = torch.ones(4, 3), torch.tensor([[4.0, 1.0, 1.0, 1.0]] * 2)  # output 0 is always kept
+    told = rule.backward(g, x, w, Needs(False, True, True, True), None)
+    plain = rule.backward(g, x, w, Needs(False, True, True), None)
+    if scope == "batch":
+        assert plain.cols.tolist() == [0] and told.cols.tolist() == [2]
+    else:
+        assert plain.weight[0].tolist() == [-800.0, 0.0, 0.0] and told.weight[0].tolist() == [0.0, 0.0, 16.0]
+
+
 def test_topk_rows_keeps_the_largest_magnitudes_of_each_row():
     torch.manual_seed(1)
     v = torch.randn(30, 50)

@@ -54,11 +54,16 @@ THESIS_ARCHS: tuple[str, ...] = tuple(
 class SparseLinear(nn.Module):
     """A linear layer whose backward pass follows a `BackwardRule`."""
 
-    def __init__(self, in_features: int, out_features: int, rule: BackwardRule) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, rule: BackwardRule, nonnegative_input: bool = False
+    ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.rule = rule
+        # Set only where the input is non-negative by construction (sparse.Needs): lets
+        # partial/complete rank the input without taking its absolute value.
+        self.nonnegative_input = nonnegative_input
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features))
         # Set by the training loop to time index selection; not part of the state.
@@ -75,11 +80,12 @@ class SparseLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.native:
             return F.linear(x, self.weight, self.bias)
-        return apply_rule(self.rule, x, self.weight, self.bias, self.clock, self.sink)
+        return apply_rule(self.rule, x, self.weight, self.bias, self.clock, self.sink, self.nonnegative_input)
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.rule.params().items())
-        return f"{self.in_features} -> {self.out_features}, rule={self.rule.name}({params}), scope={self.rule.scope}"
+        sign = ", input >= 0" if self.nonnegative_input else ""
+        return f"{self.in_features} -> {self.out_features}, rule={self.rule.name}({params}), scope={self.rule.scope}{sign}"
 
 
 class MLP(nn.Module):
@@ -87,9 +93,15 @@ class MLP(nn.Module):
 
     Dropout (symmetric baseline, p=0.4 in the thesis) acts on hidden activations
     after the ReLU, never on the input pixels or the logits.
+
+    Every layer after the first reads a ReLU output (scaled by dropout's 1/(1-p) at most),
+    so it is told its input is non-negative (`sparse.Needs`); the first layer is told so
+    only with ``nonnegative_pixels`` (the training data: pixels in [0, 1], ``data.py``).
     """
 
-    def __init__(self, arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0) -> None:
+    def __init__(
+        self, arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0, nonnegative_pixels: bool = False
+    ) -> None:
         super().__init__()
         shapes = arch.layer_shapes()
         if len(rules) != len(shapes):
@@ -98,7 +110,10 @@ class MLP(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.arch = arch
         self.dropout = dropout
-        self.layers = nn.ModuleList(SparseLinear(i, o, r) for (i, o), r in zip(shapes, rules))
+        self.layers = nn.ModuleList(
+            SparseLinear(i, o, r, nonnegative_input=n > 0 or nonnegative_pixels)
+            for n, ((i, o), r) in enumerate(zip(shapes, rules))
+        )
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         for layer in self.layers:
@@ -139,10 +154,17 @@ class MLP(nn.Module):
 
 
 def build_mlp(
-    arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0, seed: int | None = None
+    arch: Arch,
+    rules: Sequence[BackwardRule],
+    dropout: float = 0.0,
+    seed: int | None = None,
+    nonnegative_pixels: bool = False,
 ) -> MLP:
-    """An initialised MLP; ``seed`` makes the initial weights reproducible."""
-    model = MLP(arch, rules, dropout)
+    """An initialised MLP; ``seed`` makes the initial weights reproducible.
+
+    ``nonnegative_pixels``: the inputs it will be fed have no negative entry (see `MLP`).
+    """
+    model = MLP(arch, rules, dropout, nonnegative_pixels)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     model.reset_parameters(generator)
     return model
