@@ -147,3 +147,19 @@ def test_flops_count_the_kept_entries():
 def test_keep_count_rounds_before_the_ceiling():
     assert keep_count(0.7, 10) == 3  # (1 - 0.7) * 10 is 3.0000000000000004 in floats
     assert keep_count(0.99, 10) == 1 and keep_count(0.0, 7) == 7
+
+
+@pytest.mark.parametrize("scope,period", [("sample", 1), ("batch", 1), ("batch", 2)])
+def test_activations_are_ranked_by_value_when_told_they_are_nonnegative(scope: str, period: int) -> None:
+    """The flag is really used (tests/test_model.py checks it changes nothing on real inputs)."""
+    from asym_sweep.sparse import Needs
+
+    rule = make_rule("swat", scope=scope, sparsity=0.5, period=period)
+    x, w, g = torch.tensor([[-100.0, 1.0, 2.0, 3.0]]), torch.ones(1, 4), torch.ones(1, 1)
+    for step in range(2):  # with period 2 the second step reuses the first one's threshold
+        rule.start_step(step)
+        told = rule.backward(g, x, w, Needs(False, True, True, True), None).weight
+        assert told.tolist() == [[0.0, 0.0, 2.0, 3.0]]
+    rule = make_rule("swat", scope=scope, sparsity=0.5, period=period)
+    rule.start_step(0)
+    assert rule.backward(g, x, w, Needs(False, True, True), None).weight.tolist() == [[-100.0, 0.0, 0.0, 3.0]]
