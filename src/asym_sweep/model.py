@@ -61,8 +61,8 @@ class SparseLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.rule = rule
-        # Set only where the input is non-negative by construction (sparse.Needs): lets
-        # partial/complete rank the input without taking its absolute value.
+        # Set only where the input is non-negative by construction (sparse.Needs): lets the
+        # rules that rank the input (partial, complete, SWAT/SAW) skip its absolute value.
         self.nonnegative_input = nonnegative_input
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features))

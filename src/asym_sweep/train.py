@@ -127,8 +127,13 @@ def run(
     splits = load_splits(cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit).to(device)
     torch.manual_seed(cfg.seed + DROPOUT_SEED_OFFSET)
     shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
-    # load_splits yields pixels in [0, 1]: the first layer's input is non-negative too.
-    model = build_mlp(arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=cfg.seed, nonnegative_pixels=True).to(device)
+    # load_splits yields pixels in [0, 1], so the first layer may rank its input without abs
+    # (sparse.Needs); checked on the data rather than assumed, since a wrong promise would
+    # change what the rules select.
+    pixels_nonnegative = len(splits.train_x) == 0 or bool(splits.train_x.min() >= 0)
+    model = build_mlp(
+        arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=cfg.seed, nonnegative_pixels=pixels_nonnegative
+    ).to(device)
     o = cfg.train.optim
     optimizer = make_adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     timers = Timers(device_sync(device))
