@@ -108,13 +108,18 @@ _SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float64: torch.int64,
                    torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
-def magnitude_keys(v: Tensor, nonnegative: bool = False) -> Tensor:
-    """``|v|`` in a form whose order is the order of magnitudes (integer bits where possible).
+def magnitudes(v: Tensor, nonnegative: bool = False) -> Tensor:
+    """``|v|``; ``v`` itself when the caller knows it has no negative entry (`Needs`).
 
-    ``nonnegative``: the caller knows ``v`` has no negative entry, so ``|v|`` is ``v``
-    (only a -0.0 reads as the lowest key rather than as +0.0: still a zero magnitude).
+    The two differ only on a -0.0 entry, which sums and compares equal to +0.0 (as an
+    integer key, `magnitude_keys`, it ranks lowest: still a zero magnitude).
     """
-    a = v if nonnegative else v.abs()
+    return v if nonnegative else v.abs()
+
+
+def magnitude_keys(v: Tensor, nonnegative: bool = False) -> Tensor:
+    """``|v|`` in a form whose order is the order of magnitudes (integer bits where possible)."""
+    a = magnitudes(v, nonnegative)
     int_dtype = _SAME_WIDTH_INT.get(a.dtype)
     return a.view(int_dtype) if int_dtype is not None and a.is_contiguous() else a
 
@@ -141,7 +146,7 @@ def topk_columns(v: Tensor, k: int, nonnegative: bool = False) -> Tensor | None:
     # abs pass over a (50, 1024) input cost about 30 us a layer (cold, freshly allocated
     # output), far above its warm 4 us; partial's selection went from 0.49 to 0.38 ms a
     # step, complete's from 2.68 to 2.59 ms (interleaved A/B, four sparse layers).
-    s = v.sum(0) if nonnegative else v.abs().sum(0)
+    s = magnitudes(v, nonnegative).sum(0)
     # Unsorted: sorting made no gather or scatter faster and cost its own time
     # (interleaved A/B on l3-1024: top-k backward 1.24 ms unsorted, 1.34 ms sorted).
     return s.topk(k, sorted=False).indices

@@ -53,6 +53,7 @@ from asym_sweep.sparse import (
     _timed,
     dense_grads,
     magnitude_keys,
+    magnitudes,
     register_rule,
     topk_rows,
 )
@@ -83,7 +84,7 @@ def topk_whole(v: Tensor, keep: int, nonnegative: bool = False) -> tuple[Tensor,
 
 def threshold(v: Tensor, at: float, nonnegative: bool = False) -> Tensor:
     """Entries of ``v`` with magnitude at least ``at`` (SWAT section 3.2), others zero."""
-    return torch.where((v if nonnegative else v.abs()) >= at, v, torch.zeros((), dtype=v.dtype, device=v.device))
+    return torch.where(magnitudes(v, nonnegative) >= at, v, torch.zeros((), dtype=v.dtype, device=v.device))
 
 
 @dataclass(kw_only=True)
