@@ -9,7 +9,7 @@ RUNS  ?= outputs/runs
 REPORT ?= outputs/report
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test sweep status report bench bench-ensemble clean
+.PHONY: help setup data run test sweep status report bench bench-ensemble bench-cold-ops clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench: setup  ## benchmark the backward rules against dense and nn.Linear (ARGS=
 
 bench-ensemble: setup  ## does training 5 seeds as one stacked ensemble beat 5 separate runs? (ARGS="--grid": all 25 archs)
 	$(PY) scripts/bench_ensemble.py $(ARGS)
+
+bench-cold-ops: setup  ## what small tensor ops cost right after the caches were flushed, as inside a training step
+	$(PY) scripts/bench_cold_ops.py $(ARGS)
 
 clean:  ## remove caches (never runs or reports)
 	rm -rf .pytest_cache src/*.egg-info
