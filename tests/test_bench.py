@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_backward.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_backward", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_backward"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_script
 
 
 def test_table_and_json_for_every_kind_of_method(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_script("bench_backward")
     methods = ["plain", "plain-dropout", "dense", "dropout", "topk", "swat", "vrpge"]
     code = bench.main(["--archs", "l1-64", "--methods", *methods, "--warmup", "1", "--rounds", "3", "--threads", "1", "--out", str(tmp_path)])
     assert code == 0
@@ -40,7 +29,7 @@ def test_table_and_json_for_every_kind_of_method(tmp_path, capsys):
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_script("bench_backward")
     assert bench.main(["--archs", "l0-5", "--out", str(tmp_path)]) == 2
     assert "bench: error:" in capsys.readouterr().err
     assert bench.main(["--methods", "nope", "--out", str(tmp_path)]) == 2
@@ -50,14 +39,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
 
 
 def test_default_malloc_is_reported(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_script("bench_backward")
     args = ["--archs", "l1-8", "--methods", "dense", "--warmup", "0", "--rounds", "1", "--threads", "1", "--out", str(tmp_path)]
     assert bench.main([*args, "--default-malloc"]) == 0
     assert "default malloc" in capsys.readouterr().out
 
 
 def test_bounds_add_the_two_lower_bounds_of_topk(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_script("bench_backward")
     args = ["--archs", "l2-64", "--methods", "dense", "topk", "--bounds", "--warmup", "1", "--rounds", "2",
             "--threads", "1", "--out", str(tmp_path)]
     assert bench.main(args) == 0
@@ -72,7 +61,7 @@ def test_products_bound_computes_topks_products_on_the_first_k_rows():
 
     from asym_sweep.sparse import Needs
 
-    bench = load_bench()
+    bench = load_script("bench_backward")
     (rule,) = bench.bound_rules("topk-products", 1)
     g, x, w = torch.randn(5, 64), torch.randn(5, 32), torch.randn(64, 32)
     grads = rule.backward(g, x, w, Needs(True, True, True), None)
