@@ -6,7 +6,7 @@ import platform
 import pytest
 import torch
 
-from asym_sweep import records, train
+from asym_sweep import provenance, records, train
 from asym_sweep.config import CONF_DIR, run_dir
 from helpers import compose_config, small_overrides
 
@@ -34,7 +34,13 @@ def test_one_epoch_writes_a_complete_result(tiny_data, tmp_path, method):
     assert (t["select_s"] > 0) == (method in ("partial", "complete"))
     assert result["n_train"] == 250 and result["n_val"] == 50 and result["n_test"] == 100
     assert result["config"]["method"]["name"] == method
-    assert result["environment"]["torch"] and result["environment"]["device"] == "cpu"
+    env = result["environment"]
+    assert env["torch"] and env["device"] == "cpu"
+    # what the report needs to judge a timing and name the code that made it
+    assert env["threads"] == 1 and env["jobs"] == 1 and env["cores"] >= 1
+    assert len(env["loadavg_start"]) == 3 and env["other_busy_cores"] >= 0
+    assert env["git_commit"] == provenance.source_revision()["git_commit"] and env["package_version"]
+    assert all(h["other_busy_cores"] >= 0 for h in result["history"])
     # allocator.keep_freed_memory took effect (glibc) and the record says so
     assert result["environment"]["malloc_keeps_freed_memory"] is (platform.libc_ver()[0] == "glibc")
     assert not (folder / records.CHECKPOINT_FILE).exists()
@@ -54,7 +60,7 @@ def test_same_seed_same_numbers_other_seed_differs(tiny_data, tmp_path):
     a, _ = run_small(tiny_data, tmp_path / "a", method="dropout", **{"train.epochs": 2})
     b, _ = run_small(tiny_data, tmp_path / "b", method="dropout", **{"train.epochs": 2})
     c, _ = run_small(tiny_data, tmp_path / "c", method="dropout", seed=1, **{"train.epochs": 2})
-    strip = lambda r: [{k: v for k, v in h.items() if not k.endswith("_s")} for h in r["history"]]  # noqa: E731
+    strip = lambda r: [{k: v for k, v in h.items() if not k.endswith("_s") and k != "other_busy_cores"} for h in r["history"]]  # noqa: E731
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
 
@@ -140,7 +146,7 @@ def test_interrupted_run_resumes_to_identical_numbers(tiny_data, tmp_path, monke
     monkeypatch.setattr(train, "train_epoch", real_epoch)
     resumed, _ = run_small(tiny_data, tmp_path / "cut", **settings)
 
-    strip = lambda r: [{k: v for k, v in h.items() if not k.endswith("_s")} for h in r["history"]]  # noqa: E731
+    strip = lambda r: [{k: v for k, v in h.items() if not k.endswith("_s") and k != "other_busy_cores"} for h in r["history"]]  # noqa: E731
     assert resumed["resumed_at_epochs"] == [1]
     assert strip(resumed) == strip(whole)
     assert resumed["flops"] == whole["flops"]

@@ -19,7 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from asym_sweep import records, sweep, train
+from asym_sweep import records, resources, sweep, train
 from asym_sweep.config import CONF_DIR, ConfigError, identity, identity_differences, register_configs, validate
 from asym_sweep.data import DataError
 
@@ -72,7 +72,7 @@ def _write_failure(run_dir: Path, cfg: DictConfig, err: BaseException) -> None:
     )
 
 
-def execute(cfg: DictConfig, run_dir: Path, threads: int) -> str:
+def execute(cfg: DictConfig, run_dir: Path, threads: int, jobs: int = 1) -> str:
     """Do one job; returns its outcome: completed, skipped, failed or invalid."""
     try:
         validate(cfg)
@@ -101,7 +101,7 @@ def execute(cfg: DictConfig, run_dir: Path, threads: int) -> str:
         return "invalid"
 
     try:
-        result = train.run(cfg, run_dir, threads=threads, log=log)
+        result = train.run(cfg, run_dir, threads=threads, log=log, jobs=jobs)
     except DataError as err:
         log(f"asym-sweep: error: {err}")
         _remove_if_only_hydra_files(run_dir)
@@ -123,23 +123,32 @@ def execute(cfg: DictConfig, run_dir: Path, threads: int) -> str:
     return "completed"
 
 
-def threads_for_job(cfg: DictConfig) -> int:
-    """Torch threads so that parallel jobs x threads does not exceed the cores."""
-    if cfg.threads > 0:
-        return int(cfg.threads)
-    cores = os.cpu_count() or 1
+def jobs_of_launch() -> int:
+    """How many jobs the launcher runs at once on this machine (1 for the basic launcher)."""
     launcher = HydraConfig.get().launcher
     if "cpus_per_task" in launcher and launcher.cpus_per_task:
-        return int(launcher.cpus_per_task)
+        return 1  # a cluster job has its cores to itself
     n_jobs = launcher.get("n_jobs") if "n_jobs" in launcher else 1
     if n_jobs is None or n_jobs < 1:  # joblib: -1 means one job per core
-        return 1
-    return max(1, cores // min(int(n_jobs), cores))
+        return resources.available_cores()
+    return int(n_jobs)
+
+
+def threads_for_job(cfg: DictConfig, jobs: int) -> resources.ThreadChoice:
+    """Torch threads so that parallel jobs x threads fits the cores other work leaves free."""
+    launcher = HydraConfig.get().launcher
+    if cfg.threads == 0 and "cpus_per_task" in launcher and launcher.cpus_per_task:
+        cores = int(launcher.cpus_per_task)
+        return resources.ThreadChoice(cores, 1, cores, None, "hydra.launcher.cpus_per_task")
+    busy = resources.other_busy_cores() if cfg.threads == 0 else None
+    return resources.choose_threads(int(cfg.threads), jobs, resources.available_cores(), busy)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_entry(cfg: DictConfig) -> str:
-    return execute(cfg, Path(HydraConfig.get().runtime.output_dir), threads_for_job(cfg))
+    jobs = jobs_of_launch()
+    choice = threads_for_job(cfg, jobs)
+    return execute(cfg, Path(HydraConfig.get().runtime.output_dir), choice.threads, jobs)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import parse_arch
+from asym_sweep.resources import available_cores
 
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -83,6 +84,8 @@ def register_configs() -> None:
     cs.store(name="run_schema", node=RunConfig)
     if not OmegaConf.has_resolver("method_tag"):
         OmegaConf.register_new_resolver("method_tag", lambda m: MethodSpec.from_config(m).tag())
+    if not OmegaConf.has_resolver("cores"):
+        OmegaConf.register_new_resolver("cores", available_cores)
 
 
 # Settings that change how a run executes but not what it computes; a finished

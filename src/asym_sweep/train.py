@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from asym_sweep import records
+from asym_sweep import provenance, records, resources
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
@@ -114,9 +114,15 @@ def run(
     run_dir: Path,
     threads: int,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Train one configuration to completion (resuming a checkpoint) and write ``result.json``."""
+    """Train one configuration to completion (resuming a checkpoint) and write ``result.json``.
+
+    ``jobs``: how many runs the launch runs at once on this machine (recorded with the timings).
+    """
     started = time.time()
+    loadavg_start = resources.load_average()
+    run_load = resources.LoadMeter()
     torch.set_num_threads(max(1, threads))
     heap_kept = keep_freed_memory()
     device = resolve_device(cfg.device)
@@ -171,6 +177,7 @@ def run(
             before = timers.totals()
             procedure.start_epoch(epoch, epochs)
             epoch_start = time.perf_counter()
+            epoch_load = resources.LoadMeter()
             train_loss = train_epoch(procedure, splits, cfg.train.batch_size, shuffle, bar)
             epoch_s = time.perf_counter() - epoch_start
             with timers["eval"].measure():
@@ -188,6 +195,8 @@ def run(
                     "test_loss": test_loss,
                     "test_acc": test_acc,
                     "train_s": epoch_s,
+                    # Cores other processes kept busy during the epoch: > 0 means its times were shared.
+                    "other_busy_cores": epoch_load.read(),
                     **{f"{name}_s": after[name] - before[name] for name in PHASES if name != "eval"},
                     **({"method_state": notes} if notes else {}),
                 }
@@ -259,6 +268,13 @@ def run(
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "jobs": int(jobs),
+            "cores": resources.available_cores(),
+            "loadavg_start": loadavg_start,
+            "loadavg_end": resources.load_average(),
+            # Over this segment of the run (since the last resume): see resources.LoadMeter.
+            "other_busy_cores": run_load.read(),
+            **provenance.source_revision(),
             "malloc_keeps_freed_memory": heap_kept,
             "host": platform.node(),
             "data_source": splits.source,

@@ -1,0 +1,111 @@
+"""What the machine gives a run: its cores, how busy the other processes keep them, and so
+how many torch threads a job should use.
+
+Why measure instead of assuming ``cores / jobs``: two busy processes on two cores slowed a
+2-thread torch run by 5-22x (OpenMP threads waiting on a core that another process holds),
+while a 1-thread run beside the same busy loop lost about 10% (docs/performance.md). So a run
+left to choose (``threads=0``) takes at most the cores the other processes leave free, and
+the sweep's default on a small machine is one thread per job (``scripts/bench_threads.py``).
+
+`LoadMeter` records, for the report, how much of the machine the *other* processes used
+while a run trained: a timing taken beside other work is flagged rather than trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+
+PROC_STAT = "/proc/stat"
+# A sample this long tells an idle core from a busy one (a busy core accrues ~25 ticks at 100 Hz).
+SAMPLE_S = 0.25
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes spent busy since boot (every core), or None where unknown."""
+    try:
+        with open(PROC_STAT) as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:]]
+    # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class LoadMeter:
+    """Cores kept busy by other processes between `start` and `read` (all threads of this one excluded)."""
+
+    def __init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        self._t = time.monotonic()
+        self._busy = _busy_seconds()
+        self._own = _own_seconds()
+
+    def read(self) -> float | None:
+        """Mean number of cores busy with other processes since `start` (None where unknown)."""
+        busy, own, now = _busy_seconds(), _own_seconds(), time.monotonic()
+        if busy is None or self._busy is None or now <= self._t:
+            return None
+        others = (busy - self._busy) - (own - self._own)
+        return max(0.0, others / (now - self._t))
+
+
+def other_busy_cores(sample_s: float = SAMPLE_S) -> float | None:
+    """Cores busy with other processes right now, measured over ``sample_s`` seconds."""
+    meter = LoadMeter()
+    time.sleep(sample_s)
+    return meter.read()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The torch threads of one job and why."""
+
+    threads: int
+    jobs: int
+    cores: int
+    other_busy: float | None
+    reason: str
+
+
+def choose_threads(requested: int, jobs: int, cores: int, other_busy: float | None) -> ThreadChoice:
+    """``requested`` if > 0; else the job's share of the cores (``cores // jobs``), lowered to the
+    cores other processes leave free (rounded down, at least 1)."""
+    if requested > 0:
+        return ThreadChoice(requested, jobs, cores, other_busy, "set by threads=")
+    share = max(1, cores // max(1, min(jobs, cores)))
+    if other_busy is None:
+        return ThreadChoice(share, jobs, cores, other_busy, f"{cores} cores / {jobs} job(s)")
+    # Other jobs of the same launch are part of the load and already counted in `share`.
+    free = max(1, round(cores - other_busy))
+    if free < share:
+        return ThreadChoice(free, jobs, cores, other_busy, f"{other_busy:.1f} of {cores} cores busy with other work")
+    return ThreadChoice(share, jobs, cores, other_busy, f"{cores} cores / {jobs} job(s)")
