@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from pathlib import Path
 
 import pytest
 import torch
+
+from asym_sweep.data import DataError, dataset_info, find_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,10 +55,19 @@ def tiny_data(tmp_path: Path) -> Path:
     return root
 
 
+def real_data_dir() -> Path | None:
+    """The folder holding Fashion-MNIST's four files, found as the runner finds them (every layout
+    it accepts, in $ASYM_SWEEP_DATA or Debian's folder), or None."""
+    try:
+        return find_files(dataset_info("fashion_mnist"), None)["train_images"].parent
+    except DataError:
+        return None
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    """The real Fashion-MNIST named by ASYM_SWEEP_DATA; skipped where it is not set."""
-    value = os.environ.get("ASYM_SWEEP_DATA")
-    if not value or not (Path(value) / "FashionMNIST" / "raw").is_dir():
-        pytest.skip("set ASYM_SWEEP_DATA to a folder holding FashionMNIST/raw to run this test")
-    return Path(value)
+    """The real Fashion-MNIST as a data root; skipped where the runner would not find it."""
+    found = real_data_dir()
+    if found is None:
+        pytest.skip("Fashion-MNIST not found: set ASYM_SWEEP_DATA to its folder (torchvision's or Debian's layout) to run this test")
+    return found

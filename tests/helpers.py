@@ -21,8 +21,13 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose(config_name="config", overrides=overrides)
 
 
+# What `small_overrides` changes from the reference setup, as it appears in the run folder's
+# name (config.settings_tag): a 50-image validation set and one epoch.
+TINY = "+val50+e1"
+
+
 def small_overrides(data_root: Path, runs_root: Path, **extra: object) -> list[str]:
-    """Shrink a run to seconds: toy data, one epoch, one thread."""
+    """Shrink a run to seconds: toy data, one epoch, one thread (folder tags end in `TINY`)."""
     base = {
         "dataset.root": str(data_root),
         "dataset.val_size": 50,

@@ -114,3 +114,23 @@ def test_real_fashion_mnist_is_verified(shared_data):
     splits = load_splits("fashion_mnist", str(shared_data))
     assert splits.sizes() == {"train": 55000, "val": 5000, "test": 10000}
     assert torch.bincount(splits.test_y).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "debian"])
+def test_real_data_tests_find_every_layout_the_runner_accepts(tmp_path, monkeypatch, layout):
+    """Issue 15.7: with Debian's flat folder in ASYM_SWEEP_DATA the data-backed tests ran as skipped."""
+    from conftest import make_idx_dataset, real_data_dir
+
+    make_idx_dataset(tmp_path / "tv", "FashionMNIST")
+    raw = tmp_path / "tv" / "FashionMNIST" / "raw"
+    if layout == "debian":  # /usr/share/datasets/fashion-mnist: the four files, no subfolders
+        flat = tmp_path / "fashion-mnist"
+        flat.mkdir()
+        for f in raw.iterdir():
+            f.rename(flat / f.name)
+        root, expected = flat, flat
+    else:
+        root, expected = tmp_path / "tv", raw
+    monkeypatch.setenv("ASYM_SWEEP_DATA", str(root))
+    assert real_data_dir() == expected
+    assert len(load_splits("fashion_mnist", str(real_data_dir()), val_size=50).train_y) == 250

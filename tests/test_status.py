@@ -1,30 +1,60 @@
+"""``make status``: every grid cell in exactly one state; other settings apart (issue 15.6)."""
+
 from __future__ import annotations
 
-import json
+from omegaconf import OmegaConf
 
 from asym_sweep import records, status
-from helpers import cli, small_overrides
+from helpers import compose_config
 
 
-def test_status_counts_states_and_missing_cells(tiny_data, tmp_path, capsys):
+def write_result(runs, arch, tag, seed, overrides=(), state="completed"):
+    cfg = OmegaConf.to_container(compose_config([f"arch={arch}", f"seed={seed}", *overrides]), resolve=True)
+    folder = runs / "fashion_mnist" / arch / tag / f"seed{seed}"
+    result = {"schema_version": records.SCHEMA_VERSION, "status": state, "dataset": "fashion_mnist", "arch": arch,
+              "method": cfg["method"]["name"], "seed": seed, "config": cfg}
+    if state == "completed":
+        epochs = cfg["train"]["epochs"]
+        result.update(epochs=epochs, history=[{"epoch": i + 1} for i in range(epochs)],
+                      final={"val_acc": 0.8, "test_acc": 0.8}, timing={"backward_s": 1.0}, flops={})
+    records.write_json_atomic(folder / records.RESULT_FILE, result)
+    return folder
+
+
+def test_every_cell_is_in_one_state_and_other_settings_stand_apart(tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert cli(small_overrides(tiny_data, runs) + ["--multirun", "arch=l1-64", "method=topk,dropout"], tmp_path).returncode == 0
-    (runs / "fashion_mnist/l2-64/topk-k40/seed0").mkdir(parents=True)
-    records.save_checkpoint(runs / "fashion_mnist/l2-64/topk-k40/seed0", {"x": 1})
-    broken = runs / "fashion_mnist/l3-64/topk-k40/seed0"
+    write_result(runs, "l1-64", "topk-k40", 0)
+    write_result(runs, "l1-64", "dropout-p0.4", 0, ["method=dropout"])
+    # A 1-epoch run in the grid's own folder (made before settings were in folder names): not a grid run.
+    write_result(runs, "l2-64", "topk-k40", 0, ["train.epochs=1"])
+    write_result(runs, "l1-64", "topk-k40+e2", 1, ["train.epochs=2"])
+    write_result(runs, "l4-64", "topk-k40", 1, state="failed")
+    # Killed (kill -9): a checkpoint and nobody holding the lock. Interrupted, not also missing.
+    killed = runs / "fashion_mnist/l3-64/topk-k40/seed0"
+    records.save_checkpoint(killed, {"x": 1})
+    # Live: another launch holds the lock.
+    live = runs / "fashion_mnist/l5-64/topk-k40/seed1"
+    records.save_checkpoint(live, {"x": 1})
+    lock = records.RunLock(live)
+    assert lock.acquire() is None
+    broken = runs / "fashion_mnist/l1-128/topk-k40/seed0"
     broken.mkdir(parents=True)
     (broken / records.RESULT_FILE).write_text("{")
-    failed = runs / "fashion_mnist/l4-64/topk-k40/seed1"
-    failed.mkdir(parents=True)
-    records.write_json_atomic(failed / records.RESULT_FILE, {"schema_version": 1, "status": "failed", "dataset": "fashion_mnist",
-                                                             "arch": "l4-64", "method": "topk", "seed": 1, "config": {}})
-    assert status.main(["--runs", str(runs), "--seeds", "2"]) == 0
-    rows = {r["method"]: r for r in status.table(status.scan(runs), 2)}
-    assert rows["topk-k40"]["completed"] == 1 and rows["topk-k40"]["in progress"] == 1
-    assert rows["topk-k40"]["damaged"] == 1 and rows["topk-k40"]["failed"] == 1
-    assert rows["topk-k40"]["missing"] == 49 and rows["topk-k40"]["grid"] == 50
-    assert rows["dropout-p0.4"]["missing"] == 49 and rows["complete-k170"]["missing"] == 50
-    assert "topk-k40" in capsys.readouterr().out
+    try:
+        assert status.main(["--runs", str(runs), "--seeds", "2"]) == 0
+        rows = {r["method"]: r for r in status.table(status.scan(runs), 2)}
+    finally:
+        lock.release()
+    topk = rows["topk-k40"]
+    assert (topk["completed"], topk["running"], topk["interrupted"], topk["failed"], topk["damaged"]) == (1, 1, 1, 1, 1)
+    assert topk["missing"] == 45 and topk["grid"] == 50
+    for row in rows.values():
+        assert sum(row[s] for s in ("completed", "running", "interrupted", "failed", "damaged", "missing")) == row["grid"]
+    assert rows["dropout-p0.4"]["completed"] == 1 and rows["complete-k170"]["missing"] == 50
+    out = capsys.readouterr().out
+    assert "thesis grid: 2 of 200 runs completed" in out
+    other = out.split("other settings")[1]
+    assert "topk-k40+e2" in other and "l2-64" in other  # both shown apart, neither counted
 
 
 def test_status_without_runs_folder(tmp_path, capsys):

@@ -13,7 +13,7 @@ from helpers import compose_config, small_overrides
 
 def run_small(tiny_data, runs_root, **extra):
     cfg = compose_config(small_overrides(tiny_data, runs_root, **extra))
-    return train.run(cfg, run_dir(cfg), threads=1, log=lambda m: None), run_dir(cfg)
+    return train.run(cfg, run_dir(cfg), log=lambda m: None), run_dir(cfg)
 
 
 @pytest.mark.parametrize("method", ["dropout", "topk", "complete", "partial"])

@@ -6,10 +6,13 @@ or a value of the wrong type, is rejected by Hydra before anything trains.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
@@ -82,21 +85,84 @@ def register_configs() -> None:
     """Make the schemas and resolvers known to Hydra; safe to call more than once."""
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
-    if not OmegaConf.has_resolver("method_tag"):
-        OmegaConf.register_new_resolver("method_tag", lambda m: MethodSpec.from_config(m).tag())
+    if not OmegaConf.has_resolver("run_subdir"):
+        # Hydra's run folder is records' layout (conf/config.yaml: hydra.run.dir, hydra.sweep.subdir).
+        OmegaConf.register_new_resolver("run_subdir", lambda *, _root_: run_subdir(_root_))
     if not OmegaConf.has_resolver("cores"):
         OmegaConf.register_new_resolver("cores", available_cores)
 
 
 # Settings that change how a run executes but not what it computes; a finished
-# run is reused whatever their values.
-NON_IDENTITY_KEYS = ("device", "threads", "progress", "runs_root", "n_seeds", "dataset.root")
+# run is reused whatever their values. Threads and device change the last digits of
+# floating-point sums (e.g. val acc 0.8486 with 2 threads, 0.8490 with 1 on l1-64 top-k), but
+# they are recorded in result.json, not made part of the identity: otherwise the same cell run
+# on a 2-core laptop and a 16-core node would never count as one.
+NON_IDENTITY_KEYS = ("device", "threads", "progress", "runs_root", "n_seeds", "dataset.root", "train.checkpoint")
+
+# Settings outside the method that change a run's numbers, and their forms in the folder name.
+# A run whose values all equal the reference setup (`reference_settings`) keeps the plain
+# method tag, as every run did before these were encoded; any other value is appended to it:
+# ``topk-k40+e2+b10`` is top-k with 2 epochs and batch 10. The method's own settings are in
+# the method tag (`MethodSpec.tag`).
+SETTING_TAGS = {
+    "dataset.val_size": "val",
+    "dataset.train_limit": "n",
+    "train.epochs": "e",
+    "train.batch_size": "b",
+    "train.eval_batch_size": "eb",
+    "train.optim.lr": "lr",
+    "train.optim.beta1": "beta1",
+    "train.optim.beta2": "beta2",
+    "train.optim.eps": "eps",
+}
+# What names a run folder apart from the settings above: the path's own components.
+PATH_KEYS = ("dataset.name", "arch", "seed")
+
+
+def _schema_default(key: str) -> Any:
+    return OmegaConf.select(OmegaConf.structured(RunConfig), key, throw_on_missing=False)
+
+
+def reference_settings(dataset: str) -> dict[str, Any]:
+    """The value of every `SETTING_TAGS` key in the reference setup: the schema's defaults, and
+    the epochs of ``conf/dataset/<dataset>.yaml`` (the thesis': 20 for Fashion-MNIST, 17 for MNIST)."""
+    ref = {key: _schema_default(key) for key in SETTING_TAGS if key != "train.epochs"}
+    path = CONF_DIR / "dataset" / f"{dataset}.yaml"
+    ref["train.epochs"] = OmegaConf.load(path).get("epochs") if path.is_file() else None
+    return ref
+
+
+def _tag_value(value: Any) -> str:
+    # No "+" inside a value ("1e+30" -> "1e30"): "+" separates the settings in a tag.
+    return f"{value:g}".replace("e+", "e") if isinstance(value, float) else str(value)
+
+
+def settings_tag(cfg: DictConfig | dict) -> str:
+    """``+e2+b10``: the settings of ``cfg`` that differ from the reference setup ('' if none)."""
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    ref = reference_settings(str(OmegaConf.select(node, "dataset.name")))
+    parts = []
+    for key, short in SETTING_TAGS.items():
+        value = OmegaConf.select(node, key)
+        if value != ref[key]:
+            parts.append(f"+{short}{_tag_value(value)}")
+    return "".join(parts)
+
+
+def run_tag(cfg: DictConfig | dict) -> str:
+    """The folder name of a run's settings: its method tag plus `settings_tag`."""
+    method = cfg["method"]
+    return MethodSpec.from_config(method).tag() + settings_tag(cfg)
+
+
+def run_subdir(cfg: DictConfig | dict) -> str:
+    """``<dataset>/<arch>/<run tag>/seed<seed>``: one folder per run identity, below the runs root."""
+    return f"{cfg['dataset']['name']}/{cfg['arch']}/{run_tag(cfg)}/seed{cfg['seed']}"
 
 
 def run_dir(cfg: DictConfig | RunConfig) -> Path:
-    """``<runs_root>/<dataset>/<arch>/<method tag>/seed<seed>``: one folder per run identity."""
-    tag = MethodSpec.from_config(cfg.method).tag()
-    return Path(cfg.runs_root) / cfg.dataset.name / cfg.arch / tag / f"seed{cfg.seed}"
+    """``<runs_root>/`` + `run_subdir`."""
+    return Path(cfg.runs_root) / run_subdir(cfg)
 
 
 def identity(cfg: DictConfig | dict) -> dict:
@@ -128,8 +194,47 @@ class ConfigError(ValueError):
     """A config that composes but cannot be run."""
 
 
+# Nodes whose keys are free-form (checked by the rule itself, `methods.MethodSpec.make_rule`).
+FREE_FORM = ("method.params",)
+
+
+def unknown_keys(cfg: DictConfig, schema: type = RunConfig, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """``(key, close matches)`` for every key of ``cfg`` that the schema does not declare.
+
+    Hydra rejects ``train.epoc=3`` against the schema, but ``+train.epoc=3`` (which Hydra itself
+    suggests for that typo) adds the key with the schema's check switched off; this catches it.
+    """
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    found = []
+    for key in cfg.keys():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            found.append((name, difflib.get_close_matches(str(key), list(fields), n=1)))
+            continue
+        kind = fields[key].type
+        sub = _SCHEMAS.get(kind if isinstance(kind, str) else getattr(kind, "__name__", ""))
+        node = cfg[key]
+        if sub is not None and isinstance(node, DictConfig) and name not in FREE_FORM:
+            found += unknown_keys(node, sub, f"{name}.")
+    return found
+
+
+_SCHEMAS = {cls.__name__: cls for cls in (DatasetConfig, MethodConfig, OptimConfig, TrainConfig)}
+
+
+def _unknown_key_message(unknown: list[tuple[str, list[str]]]) -> str:
+    key, close = unknown[0]
+    head = key.rpartition(".")[0]
+    hint = f"; did you mean {head + '.' if head else ''}{close[0]}?" if close else ""
+    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+    return f"unknown key {key}{more}{hint} (`python -m asym_sweep --cfg job` lists every key)"
+
+
 def validate(cfg: DictConfig) -> None:
     """Semantic checks Hydra cannot do; raises `ConfigError` with a one-line message."""
+    unknown = unknown_keys(cfg)
+    if unknown:
+        raise ConfigError(_unknown_key_message(unknown))
     try:
         parse_arch(cfg.arch)
         spec = MethodSpec.from_config(cfg.method)
@@ -151,6 +256,8 @@ def validate(cfg: DictConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={cfg.device} but CUDA is not available on this machine; use device=cpu or device=auto")
 
 
 def method_from_conf(name: str, conf_dir: Path = CONF_DIR) -> MethodSpec:

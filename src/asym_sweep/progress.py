@@ -1,10 +1,21 @@
-"""A one-line progress bar on stderr that stays silent when stderr is not a terminal."""
+"""What a run shows while it trains.
+
+On a terminal: one tqdm bar over the whole run (epoch i/N, batches, rate, ETA). Elsewhere
+(``make run > log``, ``nohup``, SLURM): one line per epoch on stderr. Either way every epoch's
+line also goes into the run's own log (``run.log`` in its folder, through the logger
+``asym_sweep.logfile`` that ``conf/hydra/job_logging/asym_sweep.yaml`` points at the file).
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
+
+RUN_LOGGER = "asym_sweep"  # stderr and the run's log
+FILE_LOGGER = "asym_sweep.logfile"  # the run's log only
 
 
 def progress_enabled(mode: str, stream: TextIO | None = None) -> bool:
@@ -15,38 +26,44 @@ def progress_enabled(mode: str, stream: TextIO | None = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-class ProgressBar:
-    """``label  [#####.....]  done/total  note``, redrawn in place at most 10 times a second."""
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
-    def __init__(self, label: str, total: int, enabled: bool, stream: TextIO | None = None, width: int = 24) -> None:
+
+class RunProgress:
+    """The bar (terminal) or the per-epoch lines (elsewhere) of one run."""
+
+    def __init__(self, label: str, epochs: int, batches: int, done_epochs: int, enabled: bool,
+                 stream: TextIO | None = None) -> None:
         self.label = label
-        self.total = max(total, 1)
+        self.epochs = epochs
         self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.done = 0
-        self.note = ""
-        self._last_draw = 0.0
+        self._epoch_seconds: list[float] = []
+        self.bar = tqdm(total=epochs * batches, initial=done_epochs * batches, desc=label, unit="batch",
+                        file=stream or sys.stderr, disable=not enabled, dynamic_ncols=True, leave=False)
 
-    def update(self, n: int = 1, note: str | None = None) -> None:
-        self.done += n
-        if note is not None:
-            self.note = note
-        now = time.monotonic()
-        if self.enabled and (now - self._last_draw > 0.1 or self.done >= self.total):
-            self._last_draw = now
-            self._draw()
+    def start_epoch(self, epoch: int) -> None:
+        self.bar.set_description(f"{self.label} epoch {epoch + 1}/{self.epochs}", refresh=False)
 
-    def reset(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, max(total, 1), 0
+    def step(self) -> None:
+        self.bar.update(1)
 
-    def _draw(self) -> None:
-        filled = int(self.width * min(self.done, self.total) / self.total)
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {self.note}\033[K")
-        self.stream.flush()
+    def end_epoch(self, epoch: int, train_loss: float, val_acc: float, test_acc: float, seconds: float) -> str:
+        """Log the epoch's line; ``seconds``: the epoch's wall time, training and evaluation."""
+        self._epoch_seconds.append(seconds)
+        remaining = self.epochs - (epoch + 1)
+        eta = remaining * sum(self._epoch_seconds) / len(self._epoch_seconds)
+        line = (f"{self.label} epoch {epoch + 1}/{self.epochs}: loss {train_loss:.4f}, val acc {val_acc:.4f}, "
+                f"test acc {test_acc:.4f}, {seconds:.1f} s, ETA {format_duration(eta)}")
+        logging.getLogger(FILE_LOGGER if self.enabled else RUN_LOGGER).info(line)
+        self.bar.set_postfix_str(f"loss {train_loss:.4f} val {val_acc:.4f}", refresh=False)
+        return line
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self.bar.close()

@@ -109,3 +109,18 @@ def choose_threads(requested: int, jobs: int, cores: int, other_busy: float | No
     if free < share:
         return ThreadChoice(free, jobs, cores, other_busy, f"{other_busy:.1f} of {cores} cores busy with other work")
     return ThreadChoice(share, jobs, cores, other_busy, f"{cores} cores / {jobs} job(s)")
+
+
+# A run had fewer cores than threads when other processes kept this many more busy than the
+# cores its threads left free (half a core of slack for the measurement's own noise).
+LOAD_SLACK = 0.5
+
+
+def under_load(other_busy: float | None, threads: int | None, cores: int | None) -> bool | None:
+    """Whether a run's timing was taken beside work that took cores from it (None: not recorded).
+
+    The other jobs of the run's own launch count as load: a sweep of one 1-thread job per core
+    fills the machine exactly and is not under load; a test suite beside it is."""
+    if other_busy is None or threads is None or cores is None:
+        return None
+    return other_busy + threads > cores + LOAD_SLACK

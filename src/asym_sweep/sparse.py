@@ -183,7 +183,8 @@ def _check_k(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}; use method 'dense' to keep every entry")
+        raise ValueError(f"{name} must be >= 1, got {value}; a k at or above a layer's width keeps every entry "
+                         "(for dense backprop use method=dropout, with method.dropout=0 for no dropout)")
 
 
 # ---------------------------------------------------------------------------

@@ -1,11 +1,18 @@
 """``python -m asym_sweep.status`` (``make status``): a sweep's progress, from the run folders alone.
 
-Every ``<runs>/<dataset>/<arch>/<method tag>/seed<N>/`` folder is classified as
-completed (valid ``result.json``), failed (``result.json`` with status failed),
-in progress (a checkpoint, no result), damaged (an unreadable result) or
-empty. "missing" counts the cells of the thesis grid (Fashion-MNIST: 25
-architectures; MNIST: l1-512; 4 methods; ``--seeds`` seeds) that have no
-completed run.
+Every ``<runs>/<dataset>/<arch>/<run tag>/seed<N>/`` folder is in one state:
+
+* ``completed``: a valid ``result.json`` with status completed;
+* ``running``: another launch holds the folder's lock (`records.lock_holder`);
+* ``interrupted``: a checkpoint and nobody holding the lock (the process died: resumable);
+* ``failed``: ``result.json`` with status failed; ``damaged``: an unreadable result;
+* ``empty``: nothing of a run yet.
+
+A cell of the thesis grid (Fashion-MNIST: 25 architectures; MNIST: l1-512; 4 methods;
+``--seeds`` seeds) counts a run only if the run has the grid's settings: the thesis method's
+tag and the reference setup (no settings tag, `config.settings_tag`), checked on its saved
+config. Its count goes to one state; ``missing`` is the rest, so the states of a method add
+up to its grid. Runs of any other settings are listed apart, under "other settings".
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asym_sweep import records
-from asym_sweep.config import THESIS_METHODS, method_from_conf
+from asym_sweep.config import THESIS_METHODS, method_from_conf, settings_tag
 from asym_sweep.model import THESIS_ARCHS
 
 THESIS_GRID_ARCHS = {"fashion_mnist": THESIS_ARCHS, "mnist": ("l1-512",)}
-STATES = ("completed", "failed", "in progress", "damaged", "empty")
+STATES = ("completed", "running", "interrupted", "failed", "damaged", "empty")
+# When one cell has folders in several states (e.g. a failed run and a rerun in progress),
+# the cell shows the first of these.
+PRECEDENCE = ("completed", "running", "interrupted", "failed", "damaged", "empty")
 
 
 @dataclass(frozen=True)
@@ -31,17 +41,23 @@ class RunState:
     tag: str
     seed: int
     state: str
+    grid_settings: bool  # the saved config has the reference setup (no settings tag)
 
 
-def classify(run_dir: Path) -> str:
+def classify(run_dir: Path) -> tuple[str, bool]:
+    """``(state, grid_settings)`` of one run folder."""
     result, problem = records.read_result(run_dir)
+    if result is not None and result["status"] == "completed":
+        return "completed", settings_tag(result["config"]) == ""
+    if records.lock_holder(run_dir) is not None:
+        return "running", True
     if problem:
-        return "damaged"
+        return "damaged", True
     if result is not None:
-        return result["status"]
+        return result["status"], True
     if (run_dir / records.CHECKPOINT_FILE).is_file():
-        return "in progress"
-    return "empty"
+        return "interrupted", True
+    return "empty", True
 
 
 def scan(runs_root: Path) -> list[RunState]:
@@ -51,44 +67,63 @@ def scan(runs_root: Path) -> list[RunState]:
             continue
         tag_dir = seed_dir.parent
         arch_dir = tag_dir.parent
-        states.append(RunState(arch_dir.parent.name, arch_dir.name, tag_dir.name, int(seed_dir.name[4:]), classify(seed_dir)))
+        state, grid_settings = classify(seed_dir)
+        states.append(RunState(arch_dir.parent.name, arch_dir.name, tag_dir.name, int(seed_dir.name[4:]), state, grid_settings))
     return states
 
 
+def thesis_tags() -> list[str]:
+    return [method_from_conf(name).tag() for name in THESIS_METHODS]
+
+
 def thesis_grid(dataset: str, seeds: int) -> set[tuple[str, str, int]]:
-    tags = [method_from_conf(name).tag() for name in THESIS_METHODS]
-    return {(a, t, s) for a in THESIS_GRID_ARCHS.get(dataset, ()) for t in tags for s in range(seeds)}
+    return {(a, t, s) for a in THESIS_GRID_ARCHS.get(dataset, ()) for t in thesis_tags() for s in range(seeds)}
+
+
+def _cell_state(states: list[str]) -> str:
+    return min(states, key=PRECEDENCE.index)
 
 
 def table(states: list[RunState], seeds: int) -> list[dict[str, object]]:
-    """One row per (dataset, method tag) with the counts of every state and of missing grid cells."""
+    """One row per (dataset, thesis method): how many grid cells are in each state, and missing."""
     rows = []
-    datasets = sorted({s.dataset for s in states} | ({"fashion_mnist"} if not states else set()))
+    datasets = sorted({s.dataset for s in states} | {"fashion_mnist"})
     for dataset in datasets:
         grid = thesis_grid(dataset, seeds)
-        by_tag: dict[str, Counter] = defaultdict(Counter)
-        done = set()
+        if not grid:
+            continue
+        per_cell: dict[tuple[str, str, int], list[str]] = defaultdict(list)
         for s in states:
-            if s.dataset == dataset:
-                by_tag[s.tag][s.state] += 1
-                if s.state == "completed":
-                    done.add((s.arch, s.tag, s.seed))
-        for tag in sorted(set(by_tag) | {t for _, t, _ in grid}):
-            cells = {c for c in grid if c[1] == tag}
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "method": tag,
-                    **{state: by_tag[tag][state] for state in STATES},
-                    "missing": len(cells - done),
-                    "grid": len(cells),
-                }
-            )
+            key = (s.arch, s.tag, s.seed)
+            if s.dataset == dataset and key in grid and s.grid_settings and s.state != "empty":
+                per_cell[key].append(s.state)
+        for tag in thesis_tags():
+            cells = [c for c in grid if c[1] == tag]
+            counts = Counter(_cell_state(per_cell[c]) for c in cells if per_cell[c])
+            row: dict[str, object] = {"dataset": dataset, "method": tag}
+            row.update({state: counts.get(state, 0) for state in STATES if state != "empty"})
+            row["missing"] = len(cells) - sum(counts.values())
+            row["grid"] = len(cells)
+            rows.append(row)
     return rows
 
 
+def other_settings(states: list[RunState], seeds: int) -> list[dict[str, object]]:
+    """Folders outside the thesis grid (other tags, settings, archs or seeds), by (dataset, arch, tag)."""
+    grids = {d: thesis_grid(d, seeds) for d in {s.dataset for s in states}}
+    groups: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
+    for s in states:
+        if (s.arch, s.tag, s.seed) in grids[s.dataset] and s.grid_settings:
+            continue
+        groups[(s.dataset, s.arch, s.tag)][s.state] += 1
+    return [
+        {"dataset": d, "arch": a, "run tag": t, **{state: c.get(state, 0) for state in STATES}}
+        for (d, a, t), c in sorted(groups.items())
+    ]
+
+
 def render(rows: list[dict[str, object]]) -> str:
-    columns = ["dataset", "method", *STATES, "missing", "grid"]
+    columns = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
     lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
@@ -104,9 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"asym-sweep: error: no runs folder at {root}; run a sweep first or pass --runs", file=sys.stderr)
         return 2
+    if args.seeds < 1:
+        print("asym-sweep: error: --seeds must be at least 1", file=sys.stderr)
+        return 2
     states = scan(root)
-    print(f"{len(states)} run folders under {root}")
-    print(render(table(states, args.seeds)))
+    rows = table(states, args.seeds)
+    done = sum(int(r["completed"]) for r in rows)
+    total = sum(int(r["grid"]) for r in rows)
+    print(f"{len(states)} run folders under {root}; thesis grid: {done} of {total} runs completed")
+    print(render(rows))
+    others = other_settings(states, args.seeds)
+    if others:
+        print(f"\nother settings ({len(others)} groups, not counted in the grid):")
+        print(render(others))
     return 0
 
 

@@ -1,10 +1,14 @@
 """Launch bookkeeping: every job of one launch appends its outcome to a ledger,
 and a Hydra callback prints the launch's summary and sets the exit code.
 
-The launch id travels to the jobs in the environment variable
+The ledger's path travels to the jobs in the environment variable
 ``ASYM_SWEEP_LAUNCH``, which every launcher passes on (the basic one runs jobs
 in-process, joblib workers and submitit jobs inherit the environment). Each job
 appends one short JSON line with ``O_APPEND``, so parallel jobs do not clash.
+
+Exit codes: 0 every run completed or was skipped (done already, or in progress in
+another launch); 1 a run failed while training; 2 bad input, found before training (a
+rejected config or override, missing data); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -22,21 +26,27 @@ from omegaconf import DictConfig
 
 LAUNCH_ENV = "ASYM_SWEEP_LAUNCH"
 LEDGER_DIR = ".launches"
-# Exit codes: a run failed while training; a run was rejected before training.
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+# What one job can end in, in the order the summary lists them.
+OUTCOMES = ("completed", "skipped", "in progress", "interrupted", "failed", "invalid")
+
+
+class LaunchExit(SystemExit):
+    """The launch's own exit code (told apart from Hydra's exit 1 on a composition error)."""
 
 
 def ledger_path(runs_root: str | Path, launch_id: str) -> Path:
     return Path(runs_root) / LEDGER_DIR / f"{launch_id}.jsonl"
 
 
-def record_outcome(runs_root: str | Path, run_dir: Path, status: str, message: str = "") -> None:
+def record_outcome(run_dir: Path, status: str, message: str = "") -> None:
     """Append this job's outcome to the current launch's ledger (no-op outside a launch)."""
-    launch_id = os.environ.get(LAUNCH_ENV)
-    if not launch_id:
+    ledger = os.environ.get(LAUNCH_ENV)
+    if not ledger:
         return
-    path = ledger_path(runs_root, launch_id)
+    path = Path(ledger)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"run_dir": str(run_dir), "status": status, "message": message}) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -62,6 +72,7 @@ def summarize(outcomes: list[dict[str, Any]], expected: int | None) -> tuple[str
     """The summary line and the exit code for a launch's outcomes."""
     counts = Counter(o["status"] for o in outcomes)
     parts = [f"{counts.get(s, 0)} {s}" for s in ("completed", "skipped", "failed", "invalid")]
+    parts += [f"{counts[s]} {s}" for s in ("in progress", "interrupted") if counts.get(s)]
     lost = (expected - len(outcomes)) if expected is not None else 0
     if lost > 0:
         parts.append(f"{lost} without an outcome (killed?)")
@@ -70,45 +81,61 @@ def summarize(outcomes: list[dict[str, Any]], expected: int | None) -> tuple[str
         code = EXIT_FAILED
     if counts.get("invalid"):
         code = EXIT_INVALID
+    if counts.get("interrupted"):
+        code = EXIT_INTERRUPTED
     return f"asym-sweep: {len(outcomes)} runs: " + ", ".join(parts), code
+
+
+def report_lines(outcomes: list[dict[str, Any]], expected: int | None) -> tuple[list[str], int]:
+    """The summary line, then one line per run that did not complete or skip (at most 20)."""
+    line, code = summarize(outcomes, expected)
+    notable = [o for o in outcomes if o["status"] in ("failed", "invalid", "in progress", "interrupted")]
+    return [line] + [f"  {o['status']}: {o['run_dir']}: {o['message']}" for o in notable[:20]], code
+
+
+def interrupted_summary() -> str:
+    """After Ctrl-C: what the launch got done before it (its ledger so far)."""
+    ledger = os.environ.get(LAUNCH_ENV)
+    outcomes = read_outcomes(Path(ledger)) if ledger else []
+    if ledger:
+        Path(ledger).unlink(missing_ok=True)
+    lines, _ = report_lines(outcomes, None)
+    return "\n".join(["asym-sweep: interrupted; run the same command again to resume (finished runs are skipped)"] + lines)
 
 
 class LaunchSummary(Callback):
     """Hydra callback: opens a ledger at launch start, reports it at the end."""
 
     def __init__(self) -> None:
-        self.launch_id = ""
+        self.ledger: Path | None = None
         self.jobs: int | None = None
 
-    def _start(self) -> None:
-        self.launch_id = uuid.uuid4().hex
-        os.environ[LAUNCH_ENV] = self.launch_id
+    def _start(self, config: DictConfig) -> None:
+        self.ledger = ledger_path(Path(config.runs_root).resolve(), uuid.uuid4().hex)
+        os.environ[LAUNCH_ENV] = str(self.ledger)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._start()
+        self._start(config)
         self.jobs = 1
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._start()
+        self._start(config)
         self.jobs = None  # the sweeper knows; every job records itself
 
-    def _end(self, config: DictConfig) -> None:
-        path = ledger_path(config.runs_root, self.launch_id)
-        outcomes = read_outcomes(path)
-        path.unlink(missing_ok=True)
-        line, code = summarize(outcomes, self.jobs)
-        failed = [o for o in outcomes if o["status"] in ("failed", "invalid")]
+    def _end(self) -> None:
+        assert self.ledger is not None
+        outcomes = read_outcomes(self.ledger)
+        self.ledger.unlink(missing_ok=True)
+        lines, code = report_lines(outcomes, self.jobs)
         if self.jobs != 1 or not outcomes:
-            print(line, file=sys.stderr)
-            for o in failed[:20]:
-                print(f"  {o['status']}: {o['run_dir']}: {o['message']}", file=sys.stderr)
+            print("\n".join(lines), file=sys.stderr)
         os.environ.pop(LAUNCH_ENV, None)
         if code:
             # Hydra lets SystemExit through: this is how the launch's exit code is set.
-            raise SystemExit(code)
+            raise LaunchExit(code)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._end(config)
+        self._end()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._end(config)
+        self._end()

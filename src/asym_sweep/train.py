@@ -13,6 +13,7 @@ one would have been.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import platform
 import time
@@ -31,7 +32,7 @@ from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
-from asym_sweep.progress import ProgressBar, progress_enabled
+from asym_sweep.progress import RUN_LOGGER, RunProgress, progress_enabled
 from asym_sweep.timing import PHASES, Timers, device_sync
 
 # Offsets that turn one run seed into three independent streams.
@@ -41,6 +42,18 @@ DROPOUT_SEED_OFFSET = 2_000_003
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a run; its checkpoint holds ``epochs_done`` finished epochs."""
+
+    def __init__(self, epochs_done: int) -> None:
+        super().__init__(epochs_done)
+        self.epochs_done = epochs_done
+
+
+def _log(message: str) -> None:
+    logging.getLogger(RUN_LOGGER).info(message)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,14 +83,14 @@ def evaluate(procedure: Procedure, x: Tensor, y: Tensor, batch_size: int) -> tup
     return correct.item() / len(y), loss.item() / len(y)
 
 
-def train_epoch(procedure: Procedure, splits: Splits, batch_size: int, shuffle: torch.Generator, bar: ProgressBar) -> float:
+def train_epoch(procedure: Procedure, splits: Splits, batch_size: int, shuffle: torch.Generator, bar: RunProgress) -> float:
     """One pass over the training set; returns the mean training loss."""
     procedure.model.train()
     total = torch.zeros((), dtype=torch.float64, device=splits.train_x.device)
     for xb, yb in shuffled_batches(splits.train_x, splits.train_y, batch_size, shuffle):
         loss = procedure.step(xb, yb)
         total += loss.double() * len(yb)
-        bar.update(1)
+        bar.step()
     mean = total.item() / len(splits.train_y)
     if not math.isfinite(mean):
         raise TrainingDiverged(f"training loss became {mean}")
@@ -112,18 +125,19 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator, device: torc
 def run(
     cfg: DictConfig,
     run_dir: Path,
-    threads: int,
-    log: Callable[[str], None] = print,
-    jobs: int = 1,
+    threads: resources.ThreadChoice | None = None,
+    log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
     """Train one configuration to completion (resuming a checkpoint) and write ``result.json``.
 
-    ``jobs``: how many runs the launch runs at once on this machine (recorded with the timings).
+    ``threads``: the torch threads and how many runs the launch runs at once on this machine
+    (recorded with the timings); None: ``cfg.threads`` (0: every core), one job.
     """
+    choice = threads or resources.choose_threads(int(cfg.threads), 1, resources.available_cores(), None)
     started = time.time()
     loadavg_start = resources.load_average()
     run_load = resources.LoadMeter()
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(choice.threads)
     heap_kept = keep_freed_memory()
     device = resolve_device(cfg.device)
     spec = MethodSpec.from_config(cfg.method)
@@ -169,11 +183,11 @@ def run(
     epochs = cfg.train.epochs
     batches = n_batches(len(splits.train_y), cfg.train.batch_size)
     label = f"{cfg.dataset.name} {arch.name} {spec.tag()} seed{cfg.seed}"
-    bar = ProgressBar(label, batches, progress_enabled(cfg.progress))
+    bar = RunProgress(label, epochs, batches, len(history), progress_enabled(cfg.progress))
     segment_start = started  # wall time includes loading the data and building the model
     try:
         for epoch in range(len(history), epochs):
-            bar.reset(f"{label} epoch {epoch + 1}/{epochs}", batches)
+            bar.start_epoch(epoch)
             before = timers.totals()
             procedure.start_epoch(epoch, epochs)
             epoch_start = time.perf_counter()
@@ -201,7 +215,6 @@ def run(
                     **({"method_state": notes} if notes else {}),
                 }
             )
-            bar.note = f"loss {train_loss:.4f} val {val_acc:.4f}"
             if cfg.train.checkpoint and epoch + 1 < epochs:
                 records.save_checkpoint(
                     run_dir,
@@ -219,6 +232,10 @@ def run(
                         "resumed_at": resumed_at,
                     },
                 )
+            bar.end_epoch(epoch, train_loss, val_acc, test_acc, time.perf_counter() - epoch_start)
+    except KeyboardInterrupt:
+        # What is on disk: the checkpoint of the last finished epoch (or none when checkpoints are off).
+        raise Interrupted(len(history) if cfg.train.checkpoint else 0) from None
     finally:
         bar.close()
 
@@ -268,8 +285,9 @@ def run(
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
-            "jobs": int(jobs),
-            "cores": resources.available_cores(),
+            "jobs": choice.jobs,
+            "cores": choice.cores,
+            "thread_choice": {"reason": choice.reason, "other_busy": choice.other_busy},
             "loadavg_start": loadavg_start,
             "loadavg_end": resources.load_average(),
             # Over this segment of the run (since the last resume): see resources.LoadMeter.

@@ -38,12 +38,16 @@ def write_run(
     backward: float = 2.0,
     select: float = 0.2,
     flop_ratio: float = 0.5,
-    epochs: int = 2,
+    epochs: int | None = None,
     status: str = "completed",
     lr: float = 0.001,
     hydra_config: bool = True,
+    threads: int = 1,
+    jobs: int = 1,
+    other_busy: float | None = 0.0,
 ) -> Path:
     params = {"k": 40} if params is None else params
+    epochs = epochs or {"fashion_mnist": 20, "mnist": 17}[dataset]  # the reference setup's: no settings tag
     run_dir = root / dataset / arch / tag / f"seed{seed}"
     config = run_config(root, dataset, arch, method, rule, params, seed, epochs, lr)
     result: dict[str, Any] = {"schema_version": records.SCHEMA_VERSION, "status": status, "dataset": dataset, "arch": arch,
@@ -64,7 +68,8 @@ def write_run(
             "timing": {"backward_s": backward, "select_s": select, "product_s": backward - select, "forward_s": 1.0,
                        "optimizer_s": 0.5, "eval_s": 0.1, "train_s": 3.0, "wall_s": 3.5},
             "flops": {"backward_madds": int(1000 * flop_ratio), "dense_backward_madds": 1000, "ratio_to_dense": flop_ratio},
-            "environment": {"torch": "test", "python": "3", "device": "cpu", "device_name": "x", "threads": 1, "host": "h"},
+            "environment": {"torch": "test", "python": "3", "device": "cpu", "device_name": "x", "threads": threads, "host": "h",
+                            "jobs": jobs, "cores": 2, "other_busy_cores": other_busy},
         })
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / records.RESULT_FILE).write_text(json.dumps(result))

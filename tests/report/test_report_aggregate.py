@@ -52,15 +52,22 @@ def test_only_failed_runs_give_a_group_without_numbers(tmp_path: Path) -> None:
     assert (row["n_seeds"], row["n_failed"]) == (0, 1) and math.isnan(row["val_acc_mean"])
 
 
-def test_mixed_settings_are_flagged(tmp_path: Path) -> None:
+def test_other_settings_are_other_rows_and_mixed_settings_are_flagged(tmp_path: Path) -> None:
     write_thesis_run(tmp_path, "topk-k40", seed=0)
     write_thesis_run(tmp_path, "topk-k40", seed=1, lr=0.01)
-    assert bool(summarize(collect(tmp_path).runs)["mixed_settings"].iloc[0])
+    s = summarize(collect(tmp_path).runs)
+    assert sorted(s["method_tag"]) == ["topk-k40", "topk-k40+lr0.01"] and not s["mixed_settings"].any()
+    # Same tag, an identity difference the tag does not encode (say, a key from another version).
+    run = write_thesis_run(tmp_path, "topk-k40", seed=2)
+    config = run / ".hydra" / "config.yaml"
+    config.write_text(config.read_text() + "new_option: 3\n")
+    s = summarize(collect(tmp_path).runs)
+    assert bool(s.loc[s["method_tag"] == "topk-k40", "mixed_settings"].iloc[0])
 
 
 def test_epoch_curves(runs: Path) -> None:
     curves = epoch_curves(collect(runs).epochs)
     topk = curves[(curves["arch"] == "l1-64") & (curves["method_tag"] == "topk-k40")].set_index("epoch")
-    assert list(topk.index) == [1, 2] and list(topk["n"]) == [3, 3]
-    assert topk.loc[1, "val_acc_mean"] == pytest.approx(0.81)  # each seed is 0.01 lower one epoch earlier
-    assert topk.loc[2, "val_acc_hi"] == pytest.approx(0.82 + 0.0496828, abs=1e-6)
+    assert list(topk.index) == list(range(1, 21)) and set(topk["n"]) == {3}
+    assert topk.loc[19, "val_acc_mean"] == pytest.approx(0.81)  # each seed is 0.01 lower one epoch earlier
+    assert topk.loc[20, "val_acc_hi"] == pytest.approx(0.82 + 0.0496828, abs=1e-6)

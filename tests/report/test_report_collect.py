@@ -13,7 +13,8 @@ def test_one_row_per_run_and_per_epoch(tmp_path: Path) -> None:
     write_thesis_run(tmp_path, "dropout-p0.4", seed=0, epochs=3)
     c = collect(tmp_path)
     assert len(c.runs) == 3 and len(c.epochs) == 9
-    assert set(c.runs["method_tag"]) == {"topk-k40", "dropout-p0.4"}
+    # 3 epochs is not the reference setup (20): the settings are part of the tag, as in the folder names.
+    assert set(c.runs["method_tag"]) == {"topk-k40+e3", "dropout-p0.4+e3"}
     assert c.problems == [] and c.in_progress == []
 
 
@@ -32,7 +33,7 @@ def test_failed_damaged_and_unfinished_runs_are_accounted_for(tmp_path: Path) ->
     assert (failed["depth"], failed["width"], failed["method_tag"]) == (1, 64, "topk-k40")
     assert len(c.problems) == 1 and "seed2" in c.problems[0] and "unreadable" in c.problems[0]
     assert c.in_progress == [str(unfinished)]
-    assert len(c.epochs) == 2  # only the completed run's epochs
+    assert len(c.epochs) == 20  # only the completed run's epochs
 
 
 def test_saved_hydra_config_is_preferred(tmp_path: Path) -> None:

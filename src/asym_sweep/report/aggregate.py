@@ -1,9 +1,12 @@
 """Per (dataset, arch, method tag) summaries of the completed runs, and per-epoch curves.
 
 Accuracy: mean of the final validation/test accuracy over seeds with a 95%
-Student-t interval (`stats.mean_ci`). Time: mean backward seconds per run and
-its ratio to the symmetric-dropout baseline of the same dataset and arch (the
-thesis' comparison; absolute seconds from different machines do not compare),
+Student-t interval (`stats.mean_ci`). Time: mean backward seconds per run with the
+range over seeds (times are positive and skewed: a symmetric interval around their
+mean can fall below zero, a range cannot), and the ratio of means to the
+symmetric-dropout baseline of the same dataset and arch (the thesis' comparison;
+absolute seconds from different machines do not compare), how the timings were
+taken (threads, parallel jobs, runs under load: `resources.under_load`),
 the share of backward spent selecting indices (the thesis' "max-heap" time,
 9.3), and the analytical multiply-add ratio to dense backprop.
 """
@@ -37,12 +40,28 @@ def summarize_group(group: pd.DataFrame) -> dict[str, object]:
     }
     row.update(_ci_columns("val_acc", done["val_acc"]))
     row.update(_ci_columns("test_acc", done["test_acc"]))
-    row.update(_ci_columns("backward_s", done["backward_s"]))
     for key in MEANS:
-        if key != "backward_s":
-            row[f"{key}_mean"] = done[key].mean() if len(done) else math.nan
+        row[f"{key}_mean"] = done[key].mean() if len(done) else math.nan
+    row["backward_s_min"] = done["backward_s"].min() if len(done) else math.nan
+    row["backward_s_max"] = done["backward_s"].max() if len(done) else math.nan
+    row.update(timing_conditions(done))
     row["select_share"] = row["select_s_mean"] / row["backward_s_mean"] if row["backward_s_mean"] else math.nan
     return row
+
+
+def _values(column: pd.Series) -> str:
+    return ",".join(str(int(v)) for v in sorted(column.dropna().unique()))
+
+
+def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
+    """How a group's timings were taken: threads and jobs per run (joined when they differ), and
+    how many runs ran under load or have no load record (older runs)."""
+    return {
+        "timing_threads": _values(done["threads"]) if "threads" in done else "",
+        "timing_jobs": _values(done["jobs"]) if "jobs" in done else "",
+        "n_under_load": int(done["under_load"].eq(True).sum()) if "under_load" in done else 0,
+        "n_load_unknown": int(done["under_load"].isna().sum()) if "under_load" in done else len(done),
+    }
 
 
 def summarize(runs: pd.DataFrame, baseline: str = BASELINE_TAG) -> pd.DataFrame:
@@ -54,7 +73,28 @@ def summarize(runs: pd.DataFrame, baseline: str = BASELINE_TAG) -> pd.DataFrame:
     base = table[table["method_tag"] == baseline].set_index(["dataset", "arch"])["backward_s_mean"]
     keys = pd.MultiIndex.from_frame(table[["dataset", "arch"]])
     table["backward_ratio"] = table["backward_s_mean"].to_numpy() / base.reindex(keys).to_numpy()
+    bases = {(r["dataset"], r["arch"]): r for _, r in table[table["method_tag"] == baseline].iterrows()}
+    table["timing_note"] = [timing_note(r, bases.get((r["dataset"], r["arch"]))) for _, r in table.iterrows()]
     return table
+
+
+def timing_note(row: pd.Series, base: pd.Series | None) -> str:
+    """What makes a group's times, or their ratio to the baseline, not a like-for-like comparison ('' if nothing)."""
+    if not row["n_seeds"]:
+        return ""
+    notes = []
+    for key, what in (("timing_threads", "threads"), ("timing_jobs", "parallel jobs")):
+        if "," in str(row[key]):
+            notes.append(f"{what} differ between seeds ({row[key]})")
+        elif base is not None and base["n_seeds"] and row is not base and str(base[key]) != str(row[key]):
+            notes.append(f"{what} {row[key] or '?'} vs dropout's {base[key] or '?'}")
+    if row["n_under_load"]:
+        notes.append(f"{row['n_under_load']} of {row['n_seeds']} runs under load")
+    if base is not None and row is not base and base["n_under_load"]:
+        notes.append(f"{base['n_under_load']} of dropout's runs under load")
+    if row["n_load_unknown"]:
+        notes.append(f"load not recorded for {row['n_load_unknown']} runs")
+    return "; ".join(notes)
 
 
 def epoch_curves(epochs: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from asym_sweep.report import figures, tables
 from asym_sweep.report import thesis as th
-from asym_sweep.report.aggregate import epoch_curves, summarize
+from asym_sweep.report.aggregate import BASELINE_TAG, epoch_curves, summarize
 from asym_sweep.report.collect import Collection, collect
 from asym_sweep.report.page import Section, render_page
 from asym_sweep.status import THESIS_GRID_ARCHS
@@ -168,15 +168,24 @@ def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str
             continue
         w.table(s, best_display(best), f"summary_best_method_{dataset}",
                 f"{dataset}: best method per architecture by mean test accuracy (thesis 10: top-k 60%, partial 28%, symmetric 12%)")
-    w.table(s, reduction_display(frames.reduction), "summary_backward_ratio",
-            "Backward time relative to symmetric dropout, per method (mean over architectures)")
+    reduction = reduction_display(frames.reduction)
+    if reduction.empty:
+        s.add_text("Backward time relative to symmetric dropout: no ratio yet. A ratio needs a completed dropout run "
+                   "(the thesis' baseline) of the same architecture, and no architecture with runs has one.", "problems")
+    else:
+        w.table(s, reduction, "summary_backward_ratio",
+                "Backward time relative to symmetric dropout, per method (mean over architectures)")
     if frames.accuracy.dropna(subset=["val_acc_mean", "thesis_val"]).shape[0]:
         w.figure(s, figures.thesis_scatter(frames.accuracy, colors, "Our mean accuracy against the thesis' published values"), "scatter_ours_vs_thesis")
     for dataset, sub in frames.summary.groupby("dataset"):
         if sub[["depth", "width"]].drop_duplicates().shape[0] > 1:
             w.figure(s, figures.grid_heatmap(sub, "test_acc_mean", f"{dataset}: mean test accuracy over depth x width"), f"heatmap_test_acc_{dataset}")
-            w.figure(s, figures.grid_heatmap(sub, "backward_ratio", f"{dataset}: backward time / dropout's over depth x width",
-                                             fmt=".2f", colorscale="RdYlGn_r"), f"heatmap_backward_ratio_{dataset}")
+            if sub["backward_ratio"].notna().any():
+                w.figure(s, figures.grid_heatmap(sub, "backward_ratio", f"{dataset}: backward time / dropout's over depth x width",
+                                                 fmt=".2f", colorscale="RdYlGn_r"), f"heatmap_backward_ratio_{dataset}")
+            else:
+                s.add_text(f"{dataset}: no heatmap of the backward-time ratio to dropout yet: it needs dropout runs of "
+                           "the architectures the other methods ran on.", "problems")
     return s
 
 
@@ -191,6 +200,9 @@ def arch_section(frames: Frames, w: Writer, dataset: str, arch: str, colors: dic
     for note in sorted(set(acc["note"].dropna()) - {""}):
         s.add_text(f"Thesis values: {note}.")
     w.table(s, tables.time_table(times), f"{dataset}_{arch}_time", time_title)
+    have = acc[acc["n_seeds"] > 0]
+    if len(have) and BASELINE_TAG not in set(have["method_tag"]):
+        s.add_text("No ratio to dropout here: this architecture has no completed dropout run (the baseline) yet.", "problems")
     curves = frames.curves[(frames.curves["dataset"] == dataset) & (frames.curves["arch"] == arch)]
     if curves.empty:
         s.add_text("No completed runs for this architecture yet: figures appear once there are.")
@@ -258,9 +270,17 @@ def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool
     colors = figures.method_colors(list(frames.summary["method_tag"]) + list(th.THESIS_TAGS))
     sections = [summary_section(frames, w, seeds, colors)]
     order = arch_order(frames)
+    with_runs = set(map(tuple, runs[["dataset", "arch"]].drop_duplicates().to_numpy()))
     for i, (dataset, arch) in enumerate(order, start=1):
         log(f"\rreport: section {i}/{len(order)} {dataset} {arch}\033[K")
-        sections.append(arch_section(frames, w, dataset, arch, colors))
+        if (dataset, arch) in with_runs:
+            sections.append(arch_section(frames, w, dataset, arch, colors))
+    empty = [f"{d} {a}" for d, a in order if (d, a) not in with_runs]
+    if empty:
+        # One line, so that the sections with runs are not lost among empty ones.
+        gone = Section("without-runs", f"Architectures without runs ({len(empty)})")
+        gone.add_text(f"No runs yet for: {', '.join(empty)}. Their thesis values are in data/thesis_reference.csv.")
+        sections.append(gone)
     sections.append(data)
     n_completed = int((runs["status"] == "completed").sum())
     n_failed = int((runs["status"] == "failed").sum())

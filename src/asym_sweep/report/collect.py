@@ -19,8 +19,9 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from asym_sweep import records
-from asym_sweep.config import identity
+from asym_sweep.config import identity, run_tag
 from asym_sweep.model import parse_arch
+from asym_sweep.resources import under_load
 
 SETTINGS_IGNORED = ("seed",)
 TIMING_KEYS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "eval_s", "train_s", "wall_s")
@@ -59,6 +60,13 @@ def settings_key(config: dict[str, Any]) -> str:
     return json.dumps(ident, sort_keys=True, default=str)
 
 
+def _run_tag(config: dict[str, Any], run_dir: Path) -> str:
+    try:
+        return run_tag(config)
+    except (KeyError, TypeError, ValueError):  # a config too old or damaged to derive it: the folder's name
+        return run_dir.parent.name
+
+
 def _depth_width(arch: str) -> tuple[int | None, int | None]:
     try:
         parsed = parse_arch(arch)
@@ -83,7 +91,9 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
         "depth": result.get("depth", depth),
         "width": result.get("width", width),
         "method": result["method"],
-        "method_tag": result.get("method_tag", run_dir.parent.name),
+        # The run tag: the method tag plus any setting off the reference setup (+e2, +b10), so a run
+        # of other settings is its own row and is never compared with the thesis as if it were one.
+        "method_tag": _run_tag(config, run_dir),
         "rule": result.get("rule", method.get("rule")),
         "method_params": json.dumps(result.get("method_params", method.get("params", {})), sort_keys=True),
         "scope": result.get("scope", method.get("scope")),
@@ -99,6 +109,12 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
         "device": env.get("device"),
         "host": env.get("host"),
         "threads": env.get("threads"),
+        "jobs": env.get("jobs"),
+        "cores": env.get("cores"),
+        "other_busy_cores": env.get("other_busy_cores"),
+        "under_load": under_load(env.get("other_busy_cores"), env.get("threads"), env.get("cores")),
+        "git_commit": env.get("git_commit"),
+        "git_dirty": env.get("git_dirty"),
         "torch": env.get("torch"),
         "started_at": result.get("started_at"),
         "finished_at": result.get("finished_at"),

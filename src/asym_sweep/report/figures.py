@@ -21,6 +21,8 @@ from plotly.subplots import make_subplots
 from asym_sweep.report.thesis import method_label, method_order
 
 PALETTE = qualitative.D3 + qualitative.Dark24
+# The backward split (selection, products): greys, which no method gets from PALETTE.
+SELECTION_COLOR, PRODUCTS_COLOR = "#3d3d3d", "#b5b5b5"
 
 
 def method_colors(tags) -> dict[str, str]:
@@ -61,11 +63,14 @@ def backward_bars(times: pd.DataFrame, colors: dict[str, str], title: str) -> go
     """``times``: rows of `thesis.time_comparison` for one (dataset, arch)."""
     rows = times.set_index("method_tag").reindex(method_order(times["method_tag"]))
     labels = [method_label(t) for t in rows.index]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Backward seconds per run (ours)", "Backward time / dropout's"))
-    fig.add_trace(go.Bar(x=labels, y=rows["select_s_mean"], name="selection (top-k)", marker_color="#d62728"), row=1, col=1)
-    error = (rows["backward_s_hi"] - rows["backward_s_mean"]).fillna(0)
-    fig.add_trace(go.Bar(x=labels, y=rows["product_s_mean"], name="products", marker_color="#1f77b4",
-                         error_y={"type": "data", "array": error, "visible": True}), row=1, col=1)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Backward seconds per run (ours; bars: mean, whiskers: min–max over seeds)",
+                                                        "Backward time / dropout's"))
+    # The split is drawn in greys, apart from the methods' colours of the ratio panel.
+    fig.add_trace(go.Bar(x=labels, y=rows["select_s_mean"], name="selection (top-k)", marker_color=SELECTION_COLOR), row=1, col=1)
+    fig.add_trace(go.Bar(x=labels, y=rows["product_s_mean"], name="products", marker_color=PRODUCTS_COLOR,
+                         error_y={"type": "data", "symmetric": False, "visible": True,
+                                  "array": (rows["backward_s_max"] - rows["backward_s_mean"]).fillna(0),
+                                  "arrayminus": (rows["backward_s_mean"] - rows["backward_s_min"]).fillna(0)}), row=1, col=1)
     fig.add_trace(go.Bar(x=labels, y=rows["backward_ratio"], name="ours", marker_color=[colors[t] for t in rows.index]), row=1, col=2)
     fig.add_trace(go.Scatter(x=labels, y=rows["thesis_ratio"], name="thesis", mode="markers",
                              marker={"symbol": "diamond", "size": 12, "color": "black"}), row=1, col=2)

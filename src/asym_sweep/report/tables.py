@@ -34,6 +34,15 @@ def fmt_ci(mean: float, lo: float, hi: float, n: int | None = None, digits: int 
     return f"{mean:.{digits}f} ({lo:.{digits}f}, {hi:.{digits}f})"
 
 
+def fmt_range(mean: float, lo: float, hi: float, n: int, digits: int = 2) -> str:
+    """``mean (min–max)`` over seeds; one seed shows ``mean (n=1)``."""
+    if _isnan(mean):
+        return MISSING if n == 0 else NONE
+    if n < 2:
+        return f"{mean:.{digits}f} (n=1)"
+    return f"{mean:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
 def fmt_num(value: float, digits: int = 4, signed: bool = False, missing: str = NONE) -> str:
     if _isnan(value):
         return missing
@@ -80,7 +89,7 @@ def time_table(rows: pd.DataFrame) -> pd.DataFrame:
     for tag, r, n in _by_method(rows):
         out.append({
             "Method": method_label(tag),
-            "Backward s (ours)": fmt_ci(r["backward_s_mean"], r["backward_s_lo"], r["backward_s_hi"], n, digits=2),
+            "Backward s (ours): mean (min–max)": fmt_range(r["backward_s_mean"], r["backward_s_min"], r["backward_s_max"], n),
             "Ratio to dropout (ours)": fmt_num(r["backward_ratio"], 3, missing=MISSING if n == 0 else NONE),
             "Time (thesis)": fmt_num(r["thesis_time"], 2),
             "Ratio to dropout (thesis)": fmt_num(r["thesis_ratio"], 3),
@@ -90,6 +99,8 @@ def time_table(rows: pd.DataFrame) -> pd.DataFrame:
             "Selection share": fmt_num(r["select_share"], 3, missing=MISSING if n == 0 else NONE),
             "FLOP ratio": fmt_num(r["flop_ratio_mean"], 4, missing=MISSING if n == 0 else NONE),
             "Seeds": str(n),
+            "Threads x jobs": f"{r['timing_threads'] or '?'} x {r['timing_jobs'] or '?'}" if n else NONE,
+            "Timing caveats": (r["timing_note"] or "none") if n else NONE,
         })
     return pd.DataFrame(out)
 
