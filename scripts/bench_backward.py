@@ -35,9 +35,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from asym_sweep.allocator import keep_freed_memory
-from asym_sweep.config import method_from_conf
+from asym_sweep.grid import method_from_conf
 from asym_sweep.methods import MethodSpec
-from asym_sweep.model import THESIS_ARCHS, build_mlp, parse_arch
+from asym_sweep.grid import FASHION_ARCHS as THESIS_ARCHS
+from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.sparse import LinearGrads, Needs, TopK
 from asym_sweep.timing import Timers, device_sync

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from asym_sweep.allocator import keep_freed_memory
-from asym_sweep.model import THESIS_ARCHS, parse_arch
+from asym_sweep.grid import FASHION_ARCHS as THESIS_ARCHS
+from asym_sweep.model import parse_arch
 from asym_sweep.train import make_adam
 
 DEFAULT_ARCHS = ("l1-64", "l3-256", "l3-1024", "l5-1024")

@@ -12,7 +12,8 @@ from types import ModuleType
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from asym_sweep.config import CONF_DIR, register_configs
+from asym_sweep.config import CONF_DIR
+from asym_sweep.launch import register_configs
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from asym_sweep.config import ConfigError, identity, identity_differences, run_dir, validate
+from asym_sweep.config import ConfigError, identity, identity_differences, validate
+from asym_sweep.records import run_dir
 from helpers import compose_config
 
 

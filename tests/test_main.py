@@ -59,7 +59,7 @@ def test_settings_that_change_numbers_get_their_own_folder(tiny_data, tmp_path):
 def test_the_reference_setup_keeps_the_plain_method_tag(tiny_data, tmp_path):
     """Runs made before settings were encoded (all at the reference setup) keep their folders."""
     from helpers import compose_config
-    from asym_sweep.config import run_subdir
+    from asym_sweep.records import run_subdir
 
     cfg = compose_config(["method=partial", "arch=l2-128", "seed=3"])
     assert run_subdir(cfg) == "fashion_mnist/l2-128/partial-k1_40-k2_200/seed3"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asym_sweep.meprop import fraction_k, keep_first, norm_limited_counts
+from asym_sweep.rules.meprop import keep_first, norm_limited_counts
+from asym_sweep.selection import keep_count as fraction_k
 from asym_sweep.sparse import Needs, apply_rule, make_rule, sparse_linear
 
 

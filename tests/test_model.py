@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from asym_sweep.methods import MethodSpec
-from asym_sweep.model import THESIS_ARCHS, Arch, build_mlp, parse_arch
+from asym_sweep.grid import FASHION_ARCHS as THESIS_ARCHS
+from asym_sweep.model import Arch, build_mlp, parse_arch
 from asym_sweep.sparse import Dense, TopK
 
 
@@ -69,16 +70,17 @@ def test_output_layer_can_be_excluded():
 def test_backward_madds_skip_first_layer_input_grad():
     arch = parse_arch("l1-64")
     dense = build_mlp(arch, [Dense(), Dense()], seed=0)
-    assert dense.backward_madds(50) == 50 * 64 * 784 + 2 * 50 * 10 * 64
+    assert dense.madds(50)[1] == 50 * 64 * 784 + 2 * 50 * 10 * 64
     topk = build_mlp(arch, [TopK(k=40), TopK(k=40)], seed=0)
-    assert topk.backward_madds(50) == 50 * 40 * 784 + 2 * 50 * 10 * 64
+    assert topk.madds(50)[1] == 50 * 40 * 784 + 2 * 50 * 10 * 64
+    assert topk.madds(50, dense=True) == dense.madds(50)
 
 
 # --- optimised paths (issue 6) give the reference gradients -------------------------------------
 
 
 def _grads_after_steps(arch: str, method: str, sinks: bool, steps: int = 3, accumulate: bool = False, native: bool = True):
-    from asym_sweep.config import method_from_conf
+    from asym_sweep.grid import method_from_conf
 
     spec = method_from_conf(method)
     a = parse_arch(arch)
@@ -118,7 +120,7 @@ def test_grad_sink_equals_the_scatter_path(method: str, accumulate: bool) -> Non
 def test_layers_a_rule_keeps_whole_use_native_autograd_with_equal_grads(method: str) -> None:
     # l1-8: k (40, 170 / k1 40) covers the 8- and 10-unit layers, so they are dense backprop.
     arch, spec = parse_arch("l1-8"), None
-    from asym_sweep.config import method_from_conf
+    from asym_sweep.grid import method_from_conf
 
     spec = method_from_conf(method)
     model = build_mlp(arch, spec.layer_rules(2), seed=0)
@@ -202,7 +204,7 @@ def test_the_nonnegative_input_shortcut_leaves_gradients_unchanged(
 ) -> None:
     """The abs-free ranking of ReLU outputs and pixels (sparse.Needs) against ranking by |x|,
     over steps whose weights move, with pixels that hold exact zeros as the data do."""
-    from asym_sweep.config import method_from_conf
+    from asym_sweep.grid import method_from_conf
 
     if override.get("period", 1) > 1 and scope == "sample":
         pytest.skip("threshold reuse is batch scope only")

@@ -6,7 +6,7 @@ import torch
 
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import build_mlp, parse_arch
-from asym_sweep.procedure import Madds, Procedure, dense_madds, make_procedure
+from asym_sweep.procedure import Madds, Procedure, make_procedure
 from asym_sweep.timing import Timers
 from asym_sweep.train import make_adam
 
@@ -30,12 +30,12 @@ def test_standard_step_trains_and_counts():
     loss = proc.step(*batch())
     assert loss.requires_grad is False and proc.step_count == 1
     assert any(not torch.equal(a, b) for a, b in zip(before, proc.model.parameters()))
-    fwd, bwd = dense_madds(proc.model, 20)
+    fwd, bwd = proc.model.madds(20, dense=True)
     assert fwd == 20 * (784 * 64 + 64 * 64 + 64 * 10)
     assert bwd == 20 * (784 * 64 + 2 * 64 * 64 + 2 * 64 * 10)
     record = proc.madds.record()
     assert record["dense_backward_madds"] == bwd and record["forward_madds"] == fwd
-    assert record["backward_madds"] == proc.model.backward_madds(20) < bwd
+    assert record["backward_madds"] == proc.model.madds(20)[1] < bwd
     t = proc.timers.totals()
     assert t["forward"] > 0 and t["backward"] > 0 and t["optimizer"] > 0 and t["select"] > 0
 

@@ -51,8 +51,9 @@ def test_damaged_results_are_reported_not_trusted(tmp_path, text, reason):
 
 
 def test_checkpoint_damage_is_detected(tmp_path):
-    records.save_checkpoint(tmp_path, {"schema_version": records.SCHEMA_VERSION})
-    assert "incomplete" in records.load_checkpoint(tmp_path)[1]
+    records.save_checkpoint(tmp_path, {"some": "identity"}, 1, {"model": {}})
+    assert records.load_checkpoint(tmp_path, ("model",))[1] is None
+    assert "incomplete" in records.load_checkpoint(tmp_path, ("model", "optimizer"))[1]
     (tmp_path / records.CHECKPOINT_FILE).write_bytes(b"\x80garbage")
     assert "unreadable" in records.load_checkpoint(tmp_path)[1]
     assert records.load_checkpoint(tmp_path / "none") == (None, None)

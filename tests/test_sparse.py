@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asym_sweep.sparse import RULES, magnitude_keys, make_rule, sparse_linear, topk_columns, topk_rows
+from asym_sweep.sparse import magnitude_keys, make_rule, sparse_linear, topk_columns, topk_rows
 
 METHODS = {
     "dense": {},

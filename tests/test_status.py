@@ -31,10 +31,10 @@ def test_every_cell_is_in_one_state_and_other_settings_stand_apart(tmp_path, cap
     write_result(runs, "l4-64", "topk-k40", 1, state="failed")
     # Killed (kill -9): a checkpoint and nobody holding the lock. Interrupted, not also missing.
     killed = runs / "fashion_mnist/l3-64/topk-k40/seed0"
-    records.save_checkpoint(killed, {"x": 1})
+    records.save_checkpoint(killed, {}, 1, {})
     # Live: another launch holds the lock.
     live = runs / "fashion_mnist/l5-64/topk-k40/seed1"
-    records.save_checkpoint(live, {"x": 1})
+    records.save_checkpoint(live, {}, 1, {})
     lock = records.RunLock(live)
     assert lock.acquire() is None
     broken = runs / "fashion_mnist/l1-128/topk-k40/seed0"

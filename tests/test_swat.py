@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from asym_sweep.sparse import make_rule, sparse_linear
-from asym_sweep.swat import keep_count
+from asym_sweep.selection import keep_count as _keep_share
+
+
+def keep_count(sparsity: float, n: int) -> int:
+    return _keep_share(1.0 - sparsity, n)
 
 
 def ref_topk(v: torch.Tensor, sparsity: float, scope: str) -> torch.Tensor:
@@ -123,7 +127,8 @@ def test_threshold_state_round_trips():
     [
         ({"sparsity": 1.0}, "batch", "sparsity must be in"),
         ({"sparsity": -0.1}, "batch", "sparsity must be in"),
-        ({"sparsity": 0.7, "period": 0}, "batch", "period must be a positive integer"),
+        ({"sparsity": 0.7, "period": 0}, "batch", "period must be >= 1"),
+        ({"sparsity": 0.7, "period": 1.5}, "batch", "period must be a positive integer"),
         ({"sparsity": 0.7, "period": 5}, "sample", "needs scope=batch"),
         ({"sparsity": 0.7, "k": 3}, "batch", "does not take k"),
     ],

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from asym_sweep import provenance, records, train
-from asym_sweep.config import CONF_DIR, run_dir
+from asym_sweep.config import CONF_DIR
+from asym_sweep.records import run_dir
 from helpers import compose_config, small_overrides
 
 

@@ -7,7 +7,7 @@ nothing), skip a run another launch is training (its lock, `records.RunLock`), s
 finished run, refuse to overwrite a finished run made with other settings, or train
 (resuming a checkpoint).
 
-Exit codes (`sweep.EXIT_*`): 0 every run completed or was skipped; 1 a run failed while
+Exit codes (`launch.EXIT_*`): 0 every run completed or was skipped; 1 a run failed while
 training; 2 bad input (a config, override or data problem found before training); 130
 interrupted (Ctrl-C), with the summary of the launch so far.
 """
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from asym_sweep import records, resources, sweep, train
-from asym_sweep.config import CONF_DIR, ConfigError, identity, identity_differences, register_configs, validate
+from asym_sweep import launch, records, resources, train
+from asym_sweep.config import CONF_DIR, ConfigError, identity, identity_differences, validate
 from asym_sweep.data import DataError
 from asym_sweep.progress import FILE_LOGGER, RUN_LOGGER
 
@@ -78,7 +78,7 @@ def _record_failure(run_dir: Path, cfg: DictConfig, err: BaseException) -> None:
 
 
 def execute(cfg: DictConfig, run_dir: Path, threads: resources.ThreadChoice | None = None) -> str:
-    """Do one job; returns its outcome (one of `sweep.OUTCOMES`)."""
+    """Do one job; returns its outcome (one of `launch.OUTCOMES`)."""
     try:
         validate(cfg)
     except ConfigError as err:
@@ -87,7 +87,7 @@ def execute(cfg: DictConfig, run_dir: Path, threads: resources.ThreadChoice | No
     if lock is None:
         assert holder is not None
         log(f"asym-sweep: {run_dir} in progress ({holder.describe()}): skipped")
-        sweep.record_outcome(run_dir, "in progress", holder.describe())
+        launch.record_outcome(run_dir, "in progress", holder.describe())
         return "in progress"
     with lock:
         return _execute_locked(cfg, run_dir, threads)
@@ -99,7 +99,7 @@ def _reject(cfg: DictConfig, run_dir: Path, message: str, locked: bool = False) 
         _remove_if_empty(run_dir)
     else:
         _discard_if_new(run_dir)
-    sweep.record_outcome(run_dir, "invalid", message)
+    launch.record_outcome(run_dir, "invalid", message)
     return "invalid"
 
 
@@ -111,14 +111,14 @@ def _execute_locked(cfg: DictConfig, run_dir: Path, threads: resources.ThreadCho
         differences = identity_differences(identity(existing["config"]), identity(cfg))
         if not differences:
             log(f"asym-sweep: skipped {run_dir}: already completed")
-            sweep.record_outcome(run_dir, "skipped")
+            launch.record_outcome(run_dir, "skipped")
             return "skipped"
         message = (
             f"{run_dir} holds a completed run made with other settings ({'; '.join(differences[:3])}); "
             "it is kept: pass runs_root=<another folder> for this variant"
         )
         log(f"asym-sweep: error: {message}")
-        sweep.record_outcome(run_dir, "invalid", message)
+        launch.record_outcome(run_dir, "invalid", message)
         return "invalid"
 
     # Written only now, under the lock: the folder's config is always that of its live or last run.
@@ -132,12 +132,12 @@ def _execute_locked(cfg: DictConfig, run_dir: Path, threads: resources.ThreadCho
     except train.Interrupted as stop:
         when = f"after epoch {stop.epochs_done}" if stop.epochs_done else "in its first epoch"
         log(f"asym-sweep: {run_dir}: interrupted {when}; run the same command again to resume")
-        sweep.record_outcome(run_dir, "interrupted", when)
+        launch.record_outcome(run_dir, "interrupted", when)
         raise
     except Exception as err:  # recorded, so that a sweep goes on with its other runs
         _record_failure(run_dir, cfg, err)
         log(f"asym-sweep: failed {run_dir}: {type(err).__name__}: {err} (traceback in {run_dir / records.ERROR_FILE})")
-        sweep.record_outcome(run_dir, "failed", f"{type(err).__name__}: {err}")
+        launch.record_outcome(run_dir, "failed", f"{type(err).__name__}: {err}")
         return "failed"
 
     (run_dir / records.ERROR_FILE).unlink(missing_ok=True)
@@ -146,54 +146,33 @@ def _execute_locked(cfg: DictConfig, run_dir: Path, threads: resources.ThreadCho
         f"asym-sweep: done {run_dir}: val acc {f['val_acc']:.4f}, test acc {f['test_acc']:.4f}, "
         f"backward {t['backward_s']:.2f}s (selection {t['select_s']:.2f}s), wall {t['wall_s']:.1f}s"
     )
-    sweep.record_outcome(run_dir, "completed")
+    launch.record_outcome(run_dir, "completed")
     return "completed"
-
-
-def jobs_of_launch() -> int:
-    """How many jobs the launcher runs at once on this machine (1 for the basic launcher)."""
-    launcher = HydraConfig.get().launcher
-    if "cpus_per_task" in launcher and launcher.cpus_per_task:
-        return 1  # a cluster job has its cores to itself
-    n_jobs = launcher.get("n_jobs") if "n_jobs" in launcher else 1
-    if n_jobs is None or n_jobs < 1:  # joblib: -1 means one job per core
-        return resources.available_cores()
-    return int(n_jobs)
-
-
-def threads_for_job(cfg: DictConfig, jobs: int) -> resources.ThreadChoice:
-    """Torch threads so that parallel jobs x threads fits the cores other work leaves free."""
-    launcher = HydraConfig.get().launcher
-    if cfg.threads == 0 and "cpus_per_task" in launcher and launcher.cpus_per_task:
-        cores = int(launcher.cpus_per_task)
-        return resources.ThreadChoice(cores, 1, cores, None, "hydra.launcher.cpus_per_task")
-    busy = resources.other_busy_cores() if cfg.threads == 0 else None
-    return resources.choose_threads(int(cfg.threads), jobs, resources.available_cores(), busy)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_entry(cfg: DictConfig) -> str:
-    return execute(cfg, Path(HydraConfig.get().runtime.output_dir), threads_for_job(cfg, jobs_of_launch()))
+    return execute(cfg, Path(HydraConfig.get().runtime.output_dir), launch.threads_for_job(cfg, launch.jobs_of_launch()))
 
 
 def main() -> None:
     if not CONF_DIR.is_dir():
         print(f"asym-sweep: error: config folder {CONF_DIR} not found; install the project with `pip install -e .` from its checkout",
               file=sys.stderr)
-        sys.exit(sweep.EXIT_INVALID)
-    register_configs()
+        sys.exit(launch.EXIT_INVALID)
+    launch.register_configs()
     try:
         hydra_entry()
-    except sweep.LaunchExit:
+    except launch.LaunchExit:
         raise
     except KeyboardInterrupt:
-        print(sweep.interrupted_summary(), file=sys.stderr)
-        sys.exit(sweep.EXIT_INTERRUPTED)
+        print(launch.interrupted_summary(), file=sys.stderr)
+        sys.exit(launch.EXIT_INTERRUPTED)
     except SystemExit as stop:
         # Hydra reports what it could not compose (an unknown group, a bad override, a missing
         # key) and exits 1; here that is bad input, and bad input exits 2.
         if stop.code == 1:
-            sys.exit(sweep.EXIT_INVALID)
+            sys.exit(launch.EXIT_INVALID)
         raise
 
 

@@ -1,4 +1,4 @@
-"""Structured config schemas (registered with Hydra's ConfigStore) and run identity.
+"""Structured config schemas (registered with Hydra by `launch.register_configs`) and run identity.
 
 The YAML files under ``conf/`` fill these dataclasses; a key that is not here,
 or a value of the wrong type, is rejected by Hydra before anything trains.
@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
-from asym_sweep.methods import MethodSpec
+from asym_sweep.methods import MethodConfig
 from asym_sweep.model import parse_arch
-from asym_sweep.resources import available_cores
-
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-THESIS_METHODS = ("dropout", "topk", "complete", "partial")
 
 
 @dataclass
@@ -35,16 +32,6 @@ class DatasetConfig:
     # Use only the first N of the remaining training images (None: all of them).
     train_limit: Optional[int] = None
     epochs: int = MISSING  # the thesis' epoch count for this dataset
-
-
-@dataclass
-class MethodConfig:
-    name: str = MISSING
-    rule: str = MISSING
-    params: Dict[str, Any] = field(default_factory=dict)
-    scope: str = "batch"
-    dropout: float = 0.0
-    sparsify_output: bool = True
 
 
 @dataclass
@@ -81,17 +68,6 @@ class RunConfig:
     n_seeds: int = 5
 
 
-def register_configs() -> None:
-    """Make the schemas and resolvers known to Hydra; safe to call more than once."""
-    cs = ConfigStore.instance()
-    cs.store(name="run_schema", node=RunConfig)
-    if not OmegaConf.has_resolver("run_subdir"):
-        # Hydra's run folder is records' layout (conf/config.yaml: hydra.run.dir, hydra.sweep.subdir).
-        OmegaConf.register_new_resolver("run_subdir", lambda *, _root_: run_subdir(_root_))
-    if not OmegaConf.has_resolver("cores"):
-        OmegaConf.register_new_resolver("cores", available_cores)
-
-
 # Settings that change how a run executes but not what it computes; a finished
 # run is reused whatever their values. Threads and device change the last digits of
 # floating-point sums (e.g. val acc 0.8486 with 2 threads, 0.8490 with 1 on l1-64 top-k), but
@@ -103,7 +79,7 @@ NON_IDENTITY_KEYS = ("device", "threads", "progress", "runs_root", "n_seeds", "d
 # A run whose values all equal the reference setup (`reference_settings`) keeps the plain
 # method tag, as every run did before these were encoded; any other value is appended to it:
 # ``topk-k40+e2+b10`` is top-k with 2 epochs and batch 10. The method's own settings are in
-# the method tag (`MethodSpec.tag`).
+# the method tag (`methods.MethodConfig.tag`).
 SETTING_TAGS = {
     "dataset.val_size": "val",
     "dataset.train_limit": "n",
@@ -119,14 +95,17 @@ SETTING_TAGS = {
 PATH_KEYS = ("dataset.name", "arch", "seed")
 
 
-def _schema_default(key: str) -> Any:
-    return OmegaConf.select(OmegaConf.structured(RunConfig), key, throw_on_missing=False)
+@functools.lru_cache(maxsize=1)
+def _schema_defaults() -> dict[str, Any]:
+    """The schema's default of every `SETTING_TAGS` key (the schema is code: computed once)."""
+    schema = OmegaConf.structured(RunConfig)
+    return {key: OmegaConf.select(schema, key, throw_on_missing=False) for key in SETTING_TAGS if key != "train.epochs"}
 
 
 def reference_settings(dataset: str) -> dict[str, Any]:
     """The value of every `SETTING_TAGS` key in the reference setup: the schema's defaults, and
     the epochs of ``conf/dataset/<dataset>.yaml`` (the thesis': 20 for Fashion-MNIST, 17 for MNIST)."""
-    ref = {key: _schema_default(key) for key in SETTING_TAGS if key != "train.epochs"}
+    ref = dict(_schema_defaults())
     path = CONF_DIR / "dataset" / f"{dataset}.yaml"
     ref["train.epochs"] = OmegaConf.load(path).get("epochs") if path.is_file() else None
     return ref
@@ -147,22 +126,6 @@ def settings_tag(cfg: DictConfig | dict) -> str:
         if value != ref[key]:
             parts.append(f"+{short}{_tag_value(value)}")
     return "".join(parts)
-
-
-def run_tag(cfg: DictConfig | dict) -> str:
-    """The folder name of a run's settings: its method tag plus `settings_tag`."""
-    method = cfg["method"]
-    return MethodSpec.from_config(method).tag() + settings_tag(cfg)
-
-
-def run_subdir(cfg: DictConfig | dict) -> str:
-    """``<dataset>/<arch>/<run tag>/seed<seed>``: one folder per run identity, below the runs root."""
-    return f"{cfg['dataset']['name']}/{cfg['arch']}/{run_tag(cfg)}/seed{cfg['seed']}"
-
-
-def run_dir(cfg: DictConfig | RunConfig) -> Path:
-    """``<runs_root>/`` + `run_subdir`."""
-    return Path(cfg.runs_root) / run_subdir(cfg)
 
 
 def identity(cfg: DictConfig | dict) -> dict:
@@ -194,7 +157,7 @@ class ConfigError(ValueError):
     """A config that composes but cannot be run."""
 
 
-# Nodes whose keys are free-form (checked by the rule itself, `methods.MethodSpec.make_rule`).
+# Nodes whose keys are free-form (checked by the rule itself, `methods.MethodConfig.make_rule`).
 FREE_FORM = ("method.params",)
 
 
@@ -237,7 +200,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(_unknown_key_message(unknown))
     try:
         parse_arch(cfg.arch)
-        spec = MethodSpec.from_config(cfg.method)
+        spec = MethodConfig.from_config(cfg.method)
         spec.make_rule().check_training(int(cfg.train.epochs))  # also rejects an unknown scope
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -258,8 +221,3 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(message)
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but CUDA is not available on this machine; use device=cpu or device=auto")
-
-
-def method_from_conf(name: str, conf_dir: Path = CONF_DIR) -> MethodSpec:
-    """The method defined by ``conf/method/<name>.yaml``."""
-    return MethodSpec.from_config(OmegaConf.load(conf_dir / "method" / f"{name}.yaml"))

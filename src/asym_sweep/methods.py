@@ -2,8 +2,9 @@
 
 A *method* is what a user names on the command line (``method=topk``); its
 config file ``conf/method/<name>.yaml`` names a registered backward *rule*
-(`asym_sweep.sparse.RULES`) and gives its parameters. The thesis' four methods
-(section 9.1.2) are:
+(``rules/``) and gives its parameters. `MethodConfig` is both the schema Hydra checks that
+file against and the object the runner builds rules from. The thesis' four methods
+(section 9.1.2; ``grid.py``) are:
 
 * ``dropout``: symmetric training, dense backward, dropout 0.4 on hidden activations;
 * ``topk``: top-k asymmetry, k = 40;
@@ -14,20 +15,23 @@ config file ``conf/method/<name>.yaml`` names a registered backward *rule*
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from asym_sweep.sparse import BackwardRule, make_rule
+from asym_sweep.backward import BackwardRule
+from asym_sweep.rules import make_rule
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """Everything that defines a method; mirrors ``conf/method/*.yaml``."""
+@dataclass
+class MethodConfig:
+    """Everything that defines a method: the schema of ``conf/method/*.yaml`` (Hydra rejects
+    other keys and wrong types) and, built with `from_config`, the method itself."""
 
-    name: str
-    rule: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    name: str = MISSING
+    rule: str = MISSING
+    # The rule's parameters; free-form here, checked by the rule (`rules.make_rule`).
+    params: Dict[str, Any] = field(default_factory=dict)
     scope: str = "batch"
     dropout: float = 0.0
     # The thesis applies its rule to every layer; the output layer (10 units) is
@@ -35,7 +39,7 @@ class MethodSpec:
     sparsify_output: bool = True
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "MethodSpec":
+    def from_config(cls, cfg: Mapping[str, Any]) -> "MethodConfig":
         return cls(
             name=str(cfg["name"]),
             rule=str(cfg["rule"]),
@@ -89,3 +93,7 @@ def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(params, DictConfig):
         return dict(OmegaConf.to_container(params, resolve=True))  # type: ignore[arg-type]
     return dict(params)
+
+
+# The name users import (it was a separate frozen copy of these fields before).
+MethodSpec = MethodConfig

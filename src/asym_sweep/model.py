@@ -10,13 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asym_sweep.sparse import BackwardRule, GradSink, apply_rule
+from asym_sweep.autograd import GradSink, apply_rule
+from asym_sweep.backward import BackwardRule, dense_backward_madds, dense_forward_madds
 from asym_sweep.timing import Stopwatch
 
 N_INPUTS = 28 * 28
 N_CLASSES = 10
-THESIS_DEPTHS = (1, 2, 3, 4, 5)
-THESIS_WIDTHS = (64, 128, 256, 512, 1024)
 _ARCH_PATTERN = re.compile(r"l([0-9]+)-([0-9]+)")
 
 
@@ -46,10 +45,6 @@ def parse_arch(name: str) -> Arch:
     return Arch(int(match.group(1)), int(match.group(2)))
 
 
-THESIS_ARCHS: tuple[str, ...] = tuple(
-    Arch(depth, width).name for width in THESIS_WIDTHS for depth in THESIS_DEPTHS
-)
-
 
 class SparseLinear(nn.Module):
     """A linear layer whose backward pass follows a `BackwardRule`."""
@@ -61,7 +56,7 @@ class SparseLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.rule = rule
-        # Set only where the input is non-negative by construction (sparse.Needs): lets the
+        # Set only where the input is non-negative by construction (backward.Needs): lets the
         # rules that rank the input (partial, complete, SWAT/SAW) skip its absolute value.
         self.nonnegative_input = nonnegative_input
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
@@ -95,7 +90,7 @@ class MLP(nn.Module):
     after the ReLU, never on the input pixels or the logits.
 
     Every layer after the first reads a ReLU output (scaled by dropout's 1/(1-p) at most),
-    so it is told its input is non-negative (`sparse.Needs`); the first layer is told so
+    so it is told its input is non-negative (`backward.Needs`); the first layer is told so
     only with ``nonnegative_pixels`` (the training data: pixels in [0, 1], ``data.py``).
     """
 
@@ -141,16 +136,20 @@ class MLP(nn.Module):
                 x = F.dropout(x, self.dropout, self.training)
         return last(x)
 
-    def forward_madds(self, batch: int) -> float:
-        """Multiply-adds of one forward pass (dense unless a rule sparsifies the forward)."""
-        return sum(layer.rule.forward_madds(batch, layer.in_features, layer.out_features) for layer in self.layers)
-
-    def backward_madds(self, batch: int) -> float:
-        """Analytical multiply-adds of one backward pass (no input gradient for layer 1)."""
-        return sum(
-            layer.rule.backward_madds(batch, layer.in_features, layer.out_features, input_grad=i > 0)
-            for i, layer in enumerate(self.layers)
-        )
+    def madds(self, batch: int, dense: bool = False) -> tuple[float, float]:
+        """(forward, backward) multiply-adds of one step: what the layers' rules compute, or with
+        ``dense`` ordinary backprop's on the same shapes. No input gradient for the first layer."""
+        forward: float = 0
+        backward: float = 0
+        for i, layer in enumerate(self.layers):
+            shape = (batch, layer.in_features, layer.out_features)
+            if dense:
+                forward += dense_forward_madds(*shape)
+                backward += dense_backward_madds(*shape, input_grad=i > 0)
+            else:
+                forward += layer.rule.forward_madds(*shape)
+                backward += layer.rule.backward_madds(*shape, input_grad=i > 0)
+        return forward, backward
 
 
 def build_mlp(

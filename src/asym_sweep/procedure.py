@@ -7,26 +7,43 @@ one Adam step. It also drives the hooks of rules with state (`start_step`,
 really did, so that data-dependent rules (norm-limited k, annealed k, threshold
 reuse) report true FLOPs.
 
-A method whose step is not "forward, backward, step" names its own procedure
-on its rule class (``procedure = ...``), as VR-PGE does with two sampled
-sub-networks per step (``vrpge.py``). The training loop (``train.py``) only calls
-a procedure's methods, so such a method needs no change to the loop.
+A rule whose step is not "forward, backward, step" registers its own procedure
+for its rule class (``@register_procedure(RuleClass)``), as VR-PGE does with two
+sampled sub-networks per step (``rules/vrpge.py``); the rule itself knows nothing
+of procedures. The training loop (``train.py``) only calls a procedure's methods,
+so such a method needs no change to the loop.
+
+The model is anything with the `Layered` shape (``model.MLP`` is one): this module
+sits below the model, beside the other parts of the engine, so that a rule module may
+subclass `Procedure` without importing anything above itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from asym_sweep.sparse import BackwardRule, Dense
-from asym_sweep.timing import Timers
+from asym_sweep.backward import BackwardRule
+from asym_sweep.timing import Stopwatch, Timers
 
-if TYPE_CHECKING:  # model.py imports sparse.py, which registers this module's rules
-    from asym_sweep.model import MLP
+
+class Layered(Protocol):
+    """What a procedure needs of a model: its linear layers (each with a ``rule``, ``weight``,
+    ``bias``, ``in_features`` and ``out_features``), its multiply-add counts, the switches for
+    the selection clock and the gradient sinks, and the call."""
+
+    layers: Sequence[nn.Module]
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+    def set_clock(self, clock: Stopwatch | None) -> None: ...
+    def use_grad_sinks(self, enabled: bool = True) -> None: ...
+    def madds(self, batch: int, dense: bool = False) -> tuple[float, float]: ...
+    def train(self, mode: bool = True) -> Any: ...
+    def eval(self) -> Any: ...
 
 
 @dataclass
@@ -58,21 +75,10 @@ class Madds:
         }
 
 
-def dense_madds(model: MLP, batch: int) -> tuple[int, int]:
-    """(forward, backward) multiply-adds of ordinary backprop on this model's layer shapes."""
-    dense = Dense()
-    forward = sum(dense.forward_madds(batch, layer.in_features, layer.out_features) for layer in model.layers)
-    backward = sum(
-        dense.backward_madds(batch, layer.in_features, layer.out_features, input_grad=i > 0)
-        for i, layer in enumerate(model.layers)
-    )
-    return forward, backward
-
-
 class Procedure:
     """The standard step: forward with loss, backward through each layer's rule, optimizer step."""
 
-    def __init__(self, model: MLP, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> None:
+    def __init__(self, model: Layered, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> None:
         self.model = model
         self.optimizer = optimizer
         self.timers = timers
@@ -111,15 +117,15 @@ class Procedure:
     def count_model(self, batch: int) -> None:
         """Add the model's multiply-adds for one step of this batch size (its rules' counts)."""
         if not self._static_madds:
-            self.count(self.model.forward_madds(batch), self.model.backward_madds(batch), batch)
+            self.count(*self.model.madds(batch), batch)
             return
         if batch not in self._madds_cache:
-            self._madds_cache[batch] = (self.model.forward_madds(batch), self.model.backward_madds(batch))
+            self._madds_cache[batch] = self.model.madds(batch)
         self.count(*self._madds_cache[batch], batch)
 
     def count(self, forward: float, backward: float, batch: int) -> None:
         if batch not in self._dense_cache:
-            self._dense_cache[batch] = dense_madds(self.model, batch)
+            self._dense_cache[batch] = self.model.madds(batch, dense=True)
         self.madds.add(forward, backward, *self._dense_cache[batch])
 
     def predict(self, x: Tensor) -> Tensor:
@@ -159,7 +165,21 @@ class Procedure:
         self._madds_cache.clear()
 
 
-def make_procedure(model: MLP, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> Procedure:
+# Procedures of the rules that need their own, by rule class (`register_procedure`).
+PROCEDURES: dict[type[BackwardRule], type[Procedure]] = {}
+
+
+def register_procedure(rule: type[BackwardRule]) -> Callable[[type[Procedure]], type[Procedure]]:
+    """Class decorator: models whose layers follow ``rule`` train with this procedure."""
+
+    def add(cls: type[Procedure]) -> type[Procedure]:
+        PROCEDURES[rule] = cls
+        return cls
+
+    return add
+
+
+def make_procedure(model: Layered, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> Procedure:
     """The procedure the model's rules ask for (the first layer's rule decides), else the standard one."""
-    cls = type(model.layers[0].rule).procedure or Procedure
+    cls = PROCEDURES.get(type(model.layers[0].rule), Procedure)
     return cls(model, optimizer, timers, seed)

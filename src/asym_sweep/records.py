@@ -1,10 +1,16 @@
-"""What a run leaves on disk: ``result.json`` and ``checkpoint.pt``, written atomically.
+"""What a run leaves on disk, and where: the one owner of the run-folder layout, the
+``result.json`` format (its writer and its readers), the checkpoint's keys and the run lock.
 
-Both are written to a temporary file in the same folder, flushed to disk, and
-renamed over the old one, so an interruption (Ctrl-C, ``kill -9``, power loss)
-leaves either the previous complete file or the new complete file, never a
-partial one. Reading validates them; anything damaged is reported as absent so
-the run is redone rather than trusted.
+Layout: ``<runs_root>/<dataset>/<arch>/<run tag>/seed<N>/`` (`run_subdir`), the run tag
+being the method tag plus any setting off the reference setup (`run_tag`). Hydra's run
+folder is this layout (``conf/config.yaml`` resolves ``${run_subdir:}`` to `run_subdir`).
+In a folder: `RESULT_FILE`, `HYDRA_DIR`/`CONFIG_FILE`, `CHECKPOINT_FILE` while unfinished,
+`ERROR_FILE` if it failed, `LOG_FILE`, `LOCK_FILE`.
+
+Files are written to a temporary file in the same folder, flushed to disk, and renamed over
+the old one, so an interruption (Ctrl-C, ``kill -9``, power loss) leaves either the previous
+complete file or the new complete file, never a partial one. Reading validates them;
+anything damaged is reported as absent so the run is redone rather than trusted.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from asym_sweep.config import settings_tag
+from asym_sweep.methods import MethodConfig
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -35,6 +44,59 @@ CONFIG_FILE = "config.yaml"  # in HYDRA_DIR: the run's resolved config
 OVERRIDES_FILE = "overrides.yaml"  # in HYDRA_DIR: the command-line overrides it was launched with
 SCHEMA_VERSION = 1
 STATUSES = ("completed", "failed")
+
+# -- the layout ------------------------------------------------------------------------------
+
+
+def run_tag(cfg: DictConfig | Mapping[str, Any]) -> str:
+    """The folder name of a run's settings: its method tag plus `config.settings_tag`."""
+    return MethodConfig.from_config(cfg["method"]).tag() + settings_tag(cfg)
+
+
+def run_subdir(cfg: DictConfig | Mapping[str, Any]) -> str:
+    """``<dataset>/<arch>/<run tag>/seed<seed>``: one folder per run identity, below the runs root."""
+    return f"{cfg['dataset']['name']}/{cfg['arch']}/{run_tag(cfg)}/seed{cfg['seed']}"
+
+
+def run_dir(cfg: DictConfig | Mapping[str, Any]) -> Path:
+    """``<runs_root>/`` + `run_subdir`."""
+    return Path(cfg["runs_root"]) / run_subdir(cfg)
+
+
+def run_folders(runs_root: Path) -> list[Path]:
+    """Every run folder under ``runs_root`` (``*/*/*/seed<N>``), sorted."""
+    return sorted(p for p in Path(runs_root).glob("*/*/*/seed*") if p.is_dir() and p.name[4:].isdigit())
+
+
+def folder_key(run_folder: Path) -> tuple[str, str, str, int]:
+    """``(dataset, arch, run tag, seed)`` read off a run folder's path."""
+    return run_folder.parents[2].name, run_folder.parents[1].name, run_folder.parent.name, int(run_folder.name[4:])
+
+
+# What a run folder can hold, in the order a cell of several folders shows the first of.
+STATES = ("completed", "running", "interrupted", "failed", "damaged", "empty")
+
+
+def classify(run_folder: Path) -> tuple[str, dict[str, Any] | None, str | None]:
+    """``(state, result, problem)`` of one run folder (`STATES`): a valid completed result;
+    another launch holding the lock; a checkpoint nobody holds (resumable); a failed result;
+    an unreadable result (``problem`` says why); nothing yet."""
+    result, problem = read_result(run_folder)
+    if result is not None and result["status"] == "completed":
+        return "completed", result, None
+    if lock_holder(run_folder) is not None:
+        return "running", result, problem
+    if problem:
+        return "damaged", None, problem
+    if result is not None:
+        return result["status"], result, None
+    if (run_folder / CHECKPOINT_FILE).is_file():
+        return "interrupted", None, None
+    return "empty", None, None
+# -- the result.json format, version 1 -------------------------------------------------------
+# One declaration that the writers (`train.run`, `failed_result`) fill and the readers (status,
+# the report's collect) rely on. Every result has REQUIRED_KEYS; a completed one COMPLETED_KEYS
+# too. Keys added since version 1 first shipped are in ADDED_KEYS: a reader must not need them.
 REQUIRED_KEYS = {
     "schema_version": int,
     "status": str,
@@ -42,15 +104,32 @@ REQUIRED_KEYS = {
     "arch": str,
     "method": str,
     "seed": int,
-    "config": dict,
+    "config": dict,  # the resolved config (also in HYDRA_DIR/CONFIG_FILE)
 }
 COMPLETED_KEYS = {
     "epochs": int,
-    "history": list,
-    "final": dict,
-    "timing": dict,
-    "flops": dict,
+    "history": list,  # one dict of EPOCH_KEYS per epoch
+    "final": dict,  # FINAL_KEYS of the last epoch
+    "timing": dict,  # TIMING_KEYS, seconds summed over the run
+    "flops": dict,  # FLOP_KEYS, multiply-adds counted step by step
 }
+DESCRIPTIVE_KEYS = {  # written by every completed run, derived from the config
+    "depth": int, "width": int, "method_tag": str, "rule": str, "method_params": dict, "scope": str,
+    "dropout": float, "sparsify_output": bool, "batch_size": int, "n_train": int, "n_val": int, "n_test": int,
+    "steps": int, "resumed_at_epochs": list, "environment": dict, "started_at": str, "finished_at": str,
+}
+FINAL_KEYS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
+EPOCH_KEYS = ("epoch", *FINAL_KEYS, "train_s", "other_busy_cores", "forward_s", "backward_s", "select_s", "optimizer_s")
+TIMING_KEYS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "eval_s", "train_s", "wall_s")
+FLOP_KEYS = ("backward_madds", "dense_backward_madds", "ratio_to_dense", "forward_madds", "dense_forward_madds",
+             "train_ratio_to_dense")
+ENVIRONMENT_KEYS = ("torch", "python", "device", "device_name", "threads", "jobs", "cores", "thread_choice",
+                    "loadavg_start", "loadavg_end", "other_busy_cores", "git_commit", "git_dirty", "package_version",
+                    "malloc_keeps_freed_memory", "host", "data_source")
+# Since version 1 first shipped (older results lack them): the load and code provenance.
+ADDED_KEYS = ("history[].other_busy_cores", "environment.jobs", "environment.cores", "environment.thread_choice",
+              "environment.loadavg_start", "environment.loadavg_end", "environment.other_busy_cores",
+              "environment.git_commit", "environment.git_dirty", "environment.package_version")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -162,14 +241,21 @@ def failed_result(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+# -- checkpoints ------------------------------------------------------------------------------
+# A checkpoint is this header plus the run's parts, whose keys the training loop lists once
+# (`train.Training.parts`) and hands to both functions below.
+CHECKPOINT_HEADER = ("schema_version", "identity", "epoch")
+
+
+def save_checkpoint(run_dir: Path, identity: dict[str, Any], epoch: int, parts: dict[str, Any]) -> None:
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save({"schema_version": SCHEMA_VERSION, "identity": identity, "epoch": epoch, **parts}, buffer)
     write_bytes_atomic(run_dir / CHECKPOINT_FILE, buffer.getvalue())
 
 
-def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """Like `read_result`: ``(state, None)``, ``(None, reason)`` or ``(None, None)``."""
+def load_checkpoint(run_dir: Path, parts: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None, str | None]:
+    """Like `read_result`: ``(state, None)``, ``(None, reason)`` or ``(None, None)``; a state
+    lacking the header or one of ``parts`` is incomplete."""
     path = run_dir / CHECKPOINT_FILE
     if not path.is_file():
         return None, None
@@ -177,8 +263,7 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many kinds for a damaged file
         return None, f"{path} is unreadable ({err.__class__.__name__})"
-    needed = ("schema_version", "identity", "epoch", "model", "optimizer", "rng", "history", "timing")
-    if not isinstance(state, dict) or any(k not in state for k in needed):
+    if not isinstance(state, dict) or any(k not in state for k in (*CHECKPOINT_HEADER, *parts)):
         return None, f"{path} is incomplete"
     if state["schema_version"] != SCHEMA_VERSION:
         return None, f"{path} has schema_version {state['schema_version']}"

@@ -1,6 +1,6 @@
 """``python -m asym_sweep.status`` (``make status``): a sweep's progress, from the run folders alone.
 
-Every ``<runs>/<dataset>/<arch>/<run tag>/seed<N>/`` folder is in one state:
+Every ``<runs>/<dataset>/<arch>/<run tag>/seed<N>/`` folder is in one state (`records.classify`):
 
 * ``completed``: a valid ``result.json`` with status completed;
 * ``running``: another launch holds the folder's lock (`records.lock_holder`);
@@ -24,14 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asym_sweep import records
-from asym_sweep.config import THESIS_METHODS, method_from_conf, settings_tag
-from asym_sweep.model import THESIS_ARCHS
+from asym_sweep.config import settings_tag
+from asym_sweep.grid import ThesisGrid, load_grid
 
-THESIS_GRID_ARCHS = {"fashion_mnist": THESIS_ARCHS, "mnist": ("l1-512",)}
-STATES = ("completed", "running", "interrupted", "failed", "damaged", "empty")
-# When one cell has folders in several states (e.g. a failed run and a rerun in progress),
-# the cell shows the first of these.
-PRECEDENCE = ("completed", "running", "interrupted", "failed", "damaged", "empty")
+STATES = records.STATES
 
 
 @dataclass(frozen=True)
@@ -44,61 +40,36 @@ class RunState:
     grid_settings: bool  # the saved config has the reference setup (no settings tag)
 
 
-def classify(run_dir: Path) -> tuple[str, bool]:
-    """``(state, grid_settings)`` of one run folder."""
-    result, problem = records.read_result(run_dir)
-    if result is not None and result["status"] == "completed":
-        return "completed", settings_tag(result["config"]) == ""
-    if records.lock_holder(run_dir) is not None:
-        return "running", True
-    if problem:
-        return "damaged", True
-    if result is not None:
-        return result["status"], True
-    if (run_dir / records.CHECKPOINT_FILE).is_file():
-        return "interrupted", True
-    return "empty", True
-
-
 def scan(runs_root: Path) -> list[RunState]:
     states = []
-    for seed_dir in sorted(runs_root.glob("*/*/*/seed*")):
-        if not seed_dir.is_dir() or not seed_dir.name[4:].isdigit():
-            continue
-        tag_dir = seed_dir.parent
-        arch_dir = tag_dir.parent
-        state, grid_settings = classify(seed_dir)
-        states.append(RunState(arch_dir.parent.name, arch_dir.name, tag_dir.name, int(seed_dir.name[4:]), state, grid_settings))
+    for folder in records.run_folders(runs_root):
+        state, result, _ = records.classify(folder)
+        grid_settings = state != "completed" or settings_tag(result["config"]) == ""
+        states.append(RunState(*records.folder_key(folder), state, grid_settings))
     return states
 
 
-def thesis_tags() -> list[str]:
-    return [method_from_conf(name).tag() for name in THESIS_METHODS]
-
-
-def thesis_grid(dataset: str, seeds: int) -> set[tuple[str, str, int]]:
-    return {(a, t, s) for a in THESIS_GRID_ARCHS.get(dataset, ()) for t in thesis_tags() for s in range(seeds)}
-
-
 def _cell_state(states: list[str]) -> str:
-    return min(states, key=PRECEDENCE.index)
+    return min(states, key=STATES.index)  # a cell shows the first state of its folders
 
 
-def table(states: list[RunState], seeds: int) -> list[dict[str, object]]:
+def table(states: list[RunState], seeds: int, grid: ThesisGrid | None = None) -> list[dict[str, object]]:
     """One row per (dataset, thesis method): how many grid cells are in each state, and missing."""
+    thesis = grid or load_grid()
     rows = []
     datasets = sorted({s.dataset for s in states} | {"fashion_mnist"})
     for dataset in datasets:
-        grid = thesis_grid(dataset, seeds)
-        if not grid:
+        grid_cells = thesis.cells(dataset, seeds)
+        if not grid_cells:
             continue
         per_cell: dict[tuple[str, str, int], list[str]] = defaultdict(list)
         for s in states:
             key = (s.arch, s.tag, s.seed)
-            if s.dataset == dataset and key in grid and s.grid_settings and s.state != "empty":
+            if s.dataset == dataset and key in grid_cells and s.grid_settings and s.state != "empty":
                 per_cell[key].append(s.state)
-        for tag in thesis_tags():
-            cells = [c for c in grid if c[1] == tag]
+        for name in thesis.specs:
+            tag = thesis.tags[name]
+            cells = [c for c in grid_cells if c[1] == tag]
             counts = Counter(_cell_state(per_cell[c]) for c in cells if per_cell[c])
             row: dict[str, object] = {"dataset": dataset, "method": tag}
             row.update({state: counts.get(state, 0) for state in STATES if state != "empty"})
@@ -108,9 +79,10 @@ def table(states: list[RunState], seeds: int) -> list[dict[str, object]]:
     return rows
 
 
-def other_settings(states: list[RunState], seeds: int) -> list[dict[str, object]]:
+def other_settings(states: list[RunState], seeds: int, grid: ThesisGrid | None = None) -> list[dict[str, object]]:
     """Folders outside the thesis grid (other tags, settings, archs or seeds), by (dataset, arch, tag)."""
-    grids = {d: thesis_grid(d, seeds) for d in {s.dataset for s in states}}
+    thesis = grid or load_grid()
+    grids = {d: thesis.cells(d, seeds) for d in {s.dataset for s in states}}
     groups: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
     for s in states:
         if (s.arch, s.tag, s.seed) in grids[s.dataset] and s.grid_settings:
@@ -143,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         print("asym-sweep: error: --seeds must be at least 1", file=sys.stderr)
         return 2
     states = scan(root)
-    rows = table(states, args.seeds)
+    grid = load_grid()
+    rows = table(states, args.seeds, grid)
     done = sum(int(r["completed"]) for r in rows)
     total = sum(int(r["grid"]) for r in rows)
     print(f"{len(states)} run folders under {root}; thesis grid: {done} of {total} runs completed")
     print(render(rows))
-    others = other_settings(states, args.seeds)
+    others = other_settings(states, args.seeds, grid)
     if others:
         print(f"\nother settings ({len(others)} groups, not counted in the grid):")
         print(render(others))

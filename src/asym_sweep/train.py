@@ -17,6 +17,7 @@ import logging
 import math
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -29,8 +30,8 @@ from asym_sweep import provenance, records, resources
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
-from asym_sweep.methods import MethodSpec
-from asym_sweep.model import build_mlp, parse_arch
+from asym_sweep.methods import MethodConfig
+from asym_sweep.model import MLP, Arch, build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.progress import RUN_LOGGER, RunProgress, progress_enabled
 from asym_sweep.timing import PHASES, Timers, device_sync
@@ -122,33 +123,54 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator, device: torc
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def run(
-    cfg: DictConfig,
-    run_dir: Path,
-    threads: resources.ThreadChoice | None = None,
-    log: Callable[[str], None] = _log,
-) -> dict[str, Any]:
-    """Train one configuration to completion (resuming a checkpoint) and write ``result.json``.
+@dataclass
+class Training:
+    """Everything one run holds while it trains."""
 
-    ``threads``: the torch threads and how many runs the launch runs at once on this machine
-    (recorded with the timings); None: ``cfg.threads`` (0: every core), one job.
-    """
-    choice = threads or resources.choose_threads(int(cfg.threads), 1, resources.available_cores(), None)
-    started = time.time()
-    loadavg_start = resources.load_average()
-    run_load = resources.LoadMeter()
-    torch.set_num_threads(choice.threads)
-    heap_kept = keep_freed_memory()
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    spec: MethodConfig
+    arch: Arch
+    splits: Splits
+    model: MLP
+    optimizer: torch.optim.Optimizer
+    timers: Timers
+    procedure: Procedure
+    shuffle: torch.Generator
+    identity: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_at: list[int] = field(default_factory=list)
+    wall_before: float = 0.0  # wall seconds of the segments before the last resume
+    segment_start: float = field(default_factory=time.time)  # includes loading the data and building the model
+
+    def wall_s(self) -> float:
+        return self.wall_before + time.time() - self.segment_start
+
+    def parts(self) -> dict[str, tuple[Callable[[], Any], Callable[[Any], None]]]:
+        """The checkpoint: every part of the run it keeps, how it is saved and how restored (listed once)."""
+        return {
+            "model": (self.model.state_dict, self.model.load_state_dict),
+            "optimizer": (self.optimizer.state_dict, self.optimizer.load_state_dict),
+            "procedure": (self.procedure.state_dict, self.procedure.load_state_dict),
+            "rng": (lambda: _rng_state(self.shuffle, self.device), lambda s: _set_rng_state(s, self.shuffle, self.device)),
+            "history": (lambda: self.history, lambda h: setattr(self, "history", list(h))),
+            "timing": (self.timers.totals, self.timers.restore),
+            "wall_s": (self.wall_s, lambda w: setattr(self, "wall_before", w)),
+            "resumed_at": (lambda: self.resumed_at, lambda r: setattr(self, "resumed_at", list(r))),
+        }
+
+
+def build(cfg: DictConfig, run_dir: Path) -> Training:
+    """Load the data, build the model, its optimizer and procedure, seed the random streams."""
     device = resolve_device(cfg.device)
-    spec = MethodSpec.from_config(cfg.method)
+    spec = MethodConfig.from_config(cfg.method)
     arch = parse_arch(cfg.arch)
-    run_identity = identity(cfg)
-
     splits = load_splits(cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit).to(device)
     torch.manual_seed(cfg.seed + DROPOUT_SEED_OFFSET)
     shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
     # load_splits yields pixels in [0, 1], so the first layer may rank its input without abs
-    # (sparse.Needs); checked on the data rather than assumed, since a wrong promise would
+    # (backward.Needs); checked on the data rather than assumed, since a wrong promise would
     # change what the rules select.
     pixels_nonnegative = len(splits.train_x) == 0 or bool(splits.train_x.min() >= 0)
     model = build_mlp(
@@ -158,90 +180,102 @@ def run(
     optimizer = make_adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     timers = Timers(device_sync(device))
     procedure = make_procedure(model, optimizer, timers, int(cfg.seed))
+    return Training(cfg, run_dir, device, spec, arch, splits, model, optimizer, timers, procedure, shuffle, identity(cfg))
 
-    history: list[dict[str, Any]] = []
-    resumed_at: list[int] = []
-    wall_before = 0.0
-    state, problem = records.load_checkpoint(run_dir) if cfg.train.checkpoint else (None, None)
+
+def resume(t: Training, log: Callable[[str], None]) -> None:
+    """Continue from the run folder's checkpoint, if it holds one of these settings."""
+    parts = t.parts()
+    state, problem = records.load_checkpoint(t.run_dir, tuple(parts)) if t.cfg.train.checkpoint else (None, None)
     if problem:
         log(f"warning: {problem}; starting this run from scratch")
-    elif state is not None and state["identity"] != run_identity:
-        log(f"warning: {run_dir / records.CHECKPOINT_FILE} is from other settings; starting from scratch")
-        state = None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "procedure" in state:
-            procedure.load_state_dict(state["procedure"])
-        _set_rng_state(state["rng"], shuffle, device)
-        history = list(state["history"])
-        timers.restore(state["timing"])
-        wall_before = state.get("wall_s", 0.0)
-        resumed_at = list(state.get("resumed_at", [])) + [state["epoch"]]
-        log(f"resuming {run_dir} after epoch {state['epoch']}")
+        return
+    if state is None:
+        return
+    if state["identity"] != t.identity:
+        log(f"warning: {t.run_dir / records.CHECKPOINT_FILE} is from other settings; starting from scratch")
+        return
+    for key, (_, restore) in parts.items():
+        restore(state[key])
+    t.resumed_at.append(state["epoch"])
+    log(f"resuming {t.run_dir} after epoch {state['epoch']}")
 
-    epochs = cfg.train.epochs
-    batches = n_batches(len(splits.train_y), cfg.train.batch_size)
-    label = f"{cfg.dataset.name} {arch.name} {spec.tag()} seed{cfg.seed}"
-    bar = RunProgress(label, epochs, batches, len(history), progress_enabled(cfg.progress))
-    segment_start = started  # wall time includes loading the data and building the model
+
+def train_epochs(t: Training) -> None:
+    """Every epoch not yet in the history: train, evaluate, record, checkpoint, report."""
+    cfg, epochs = t.cfg, t.cfg.train.epochs
+    bar = RunProgress(f"{cfg.dataset.name} {t.arch.name} {t.spec.tag()} seed{cfg.seed}", epochs,
+                      n_batches(len(t.splits.train_y), cfg.train.batch_size), len(t.history), progress_enabled(cfg.progress))
     try:
-        for epoch in range(len(history), epochs):
+        for epoch in range(len(t.history), epochs):
             bar.start_epoch(epoch)
-            before = timers.totals()
-            procedure.start_epoch(epoch, epochs)
             epoch_start = time.perf_counter()
-            epoch_load = resources.LoadMeter()
-            train_loss = train_epoch(procedure, splits, cfg.train.batch_size, shuffle, bar)
-            epoch_s = time.perf_counter() - epoch_start
-            with timers["eval"].measure():
-                val_acc, val_loss = evaluate(procedure, splits.val_x, splits.val_y, cfg.train.eval_batch_size)
-                test_acc, test_loss = evaluate(procedure, splits.test_x, splits.test_y, cfg.train.eval_batch_size)
-            notes = procedure.epoch_notes()  # the state behind this epoch's numbers (e.g. its k)
-            procedure.end_epoch(epoch, {"val_loss": val_loss, "val_acc": val_acc, "train_loss": train_loss})
-            after = timers.totals()
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_acc": val_acc,
-                    "test_loss": test_loss,
-                    "test_acc": test_acc,
-                    "train_s": epoch_s,
-                    # Cores other processes kept busy during the epoch: > 0 means its times were shared.
-                    "other_busy_cores": epoch_load.read(),
-                    **{f"{name}_s": after[name] - before[name] for name in PHASES if name != "eval"},
-                    **({"method_state": notes} if notes else {}),
-                }
-            )
+            t.history.append(train_and_evaluate(t, epoch, bar))
             if cfg.train.checkpoint and epoch + 1 < epochs:
-                records.save_checkpoint(
-                    run_dir,
-                    {
-                        "schema_version": records.SCHEMA_VERSION,
-                        "identity": run_identity,
-                        "epoch": epoch + 1,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "procedure": procedure.state_dict(),
-                        "rng": _rng_state(shuffle, device),
-                        "history": history,
-                        "timing": timers.totals(),
-                        "wall_s": wall_before + time.time() - segment_start,
-                        "resumed_at": resumed_at,
-                    },
-                )
-            bar.end_epoch(epoch, train_loss, val_acc, test_acc, time.perf_counter() - epoch_start)
+                records.save_checkpoint(t.run_dir, t.identity, epoch + 1, {k: save() for k, (save, _) in t.parts().items()})
+            h = t.history[-1]
+            bar.end_epoch(epoch, h["train_loss"], h["val_acc"], h["test_acc"], time.perf_counter() - epoch_start)
     except KeyboardInterrupt:
         # What is on disk: the checkpoint of the last finished epoch (or none when checkpoints are off).
-        raise Interrupted(len(history) if cfg.train.checkpoint else 0) from None
+        raise Interrupted(len(t.history) if cfg.train.checkpoint else 0) from None
     finally:
         bar.close()
 
-    totals = timers.totals()
-    final = history[-1]
-    result = {
+
+def train_and_evaluate(t: Training, epoch: int, bar: RunProgress) -> dict[str, Any]:
+    """One epoch's history entry (`records.EPOCH_KEYS`, and the method's state if it has one)."""
+    cfg, epochs = t.cfg, t.cfg.train.epochs
+    before = t.timers.totals()
+    t.procedure.start_epoch(epoch, epochs)
+    epoch_start = time.perf_counter()
+    epoch_load = resources.LoadMeter()
+    train_loss = train_epoch(t.procedure, t.splits, cfg.train.batch_size, t.shuffle, bar)
+    epoch_s = time.perf_counter() - epoch_start
+    with t.timers["eval"].measure():
+        val_acc, val_loss = evaluate(t.procedure, t.splits.val_x, t.splits.val_y, cfg.train.eval_batch_size)
+        test_acc, test_loss = evaluate(t.procedure, t.splits.test_x, t.splits.test_y, cfg.train.eval_batch_size)
+    notes = t.procedure.epoch_notes()  # the state behind this epoch's numbers (e.g. its k)
+    t.procedure.end_epoch(epoch, {"val_loss": val_loss, "val_acc": val_acc, "train_loss": train_loss})
+    after = t.timers.totals()
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_s": epoch_s,
+        # Cores other processes kept busy during the epoch: > 0 means its times were shared.
+        "other_busy_cores": epoch_load.read(),
+        **{f"{name}_s": after[name] - before[name] for name in PHASES if name != "eval"},
+        **({"method_state": notes} if notes else {}),
+    }
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the machine was like when the run started (`resources`), recorded with its timings."""
+
+    choice: resources.ThreadChoice
+    started: float
+    loadavg_start: list[float] | None
+    load: resources.LoadMeter
+    heap_kept: bool
+
+
+def claim_machine(choice: resources.ThreadChoice) -> Machine:
+    """Set the torch threads and the allocator; start measuring the load beside the run."""
+    started, loadavg, load = time.time(), resources.load_average(), resources.LoadMeter()
+    torch.set_num_threads(choice.threads)
+    return Machine(choice, started, loadavg, load, keep_freed_memory())
+
+
+def result_record(t: Training, machine: Machine) -> dict[str, Any]:
+    """The ``result.json`` of a completed run (the format is declared in `records`)."""
+    cfg, spec, arch, splits, totals = t.cfg, t.spec, t.arch, t.splits, t.timers.totals()
+    epochs = int(cfg.train.epochs)
+    device, choice = t.device, machine.choice
+    return {
         "schema_version": records.SCHEMA_VERSION,
         "status": "completed",
         "dataset": cfg.dataset.name,
@@ -256,14 +290,14 @@ def run(
         "dropout": spec.dropout,
         "sparsify_output": spec.sparsify_output,
         "seed": int(cfg.seed),
-        "epochs": int(epochs),
+        "epochs": epochs,
         "batch_size": int(cfg.train.batch_size),
         "n_train": len(splits.train_y),
         "n_val": len(splits.val_y),
         "n_test": len(splits.test_y),
-        "steps": batches * epochs,
-        "final": {k: final[k] for k in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")},
-        "history": history,
+        "steps": n_batches(len(splits.train_y), cfg.train.batch_size) * epochs,
+        "final": {k: t.history[-1][k] for k in records.FINAL_KEYS},
+        "history": t.history,
         "timing": {
             "backward_s": totals["backward"],
             # The thesis' "max-heap" time (9.3) and the rest of backprop ("JVP").
@@ -272,12 +306,12 @@ def run(
             "forward_s": totals["forward"],
             "optimizer_s": totals["optimizer"],
             "eval_s": totals["eval"],
-            "train_s": sum(h["train_s"] for h in history),
-            "wall_s": wall_before + time.time() - segment_start,
+            "train_s": sum(h["train_s"] for h in t.history),
+            "wall_s": t.wall_s(),
         },
         # Counted step by step from what each rule kept (see procedure.Madds).
-        "flops": procedure.madds.record(),
-        "resumed_at_epochs": resumed_at,
+        "flops": t.procedure.madds.record(),
+        "resumed_at_epochs": t.resumed_at,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "environment": {
             "torch": torch.__version__,
@@ -288,18 +322,37 @@ def run(
             "jobs": choice.jobs,
             "cores": choice.cores,
             "thread_choice": {"reason": choice.reason, "other_busy": choice.other_busy},
-            "loadavg_start": loadavg_start,
+            "loadavg_start": machine.loadavg_start,
             "loadavg_end": resources.load_average(),
             # Over this segment of the run (since the last resume): see resources.LoadMeter.
-            "other_busy_cores": run_load.read(),
+            "other_busy_cores": machine.load.read(),
             **provenance.source_revision(),
-            "malloc_keeps_freed_memory": heap_kept,
+            "malloc_keeps_freed_memory": machine.heap_kept,
             "host": platform.node(),
             "data_source": splits.source,
         },
-        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.fromtimestamp(machine.started, dt.timezone.utc).isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    threads: resources.ThreadChoice | None = None,
+    log: Callable[[str], None] = _log,
+) -> dict[str, Any]:
+    """Train one configuration to completion (resuming a checkpoint) and write ``result.json``.
+
+    ``threads``: the torch threads and how many runs the launch runs at once on this machine
+    (recorded with the timings); None: ``cfg.threads`` (0: every core), one job.
+    """
+    machine = claim_machine(threads or resources.choose_threads(int(cfg.threads), 1, resources.available_cores(), None))
+    t = build(cfg, run_dir)
+    t.segment_start = machine.started
+    resume(t, log)
+    train_epochs(t)
+    result = result_record(t, machine)
     records.write_json_atomic(run_dir / records.RESULT_FILE, result)
     records.remove_checkpoint(run_dir)
     return result

@@ -7,6 +7,8 @@ from synthetic import write_thesis_run
 from asym_sweep.report.aggregate import epoch_curves, summarize
 from asym_sweep.report.collect import collect
 
+BASE = "dropout-p0.4"
+
 
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
@@ -24,7 +26,7 @@ def _row(summary, arch: str, tag: str):
 
 
 def test_accuracy_ci_time_ratio_and_counts(runs: Path) -> None:
-    s = summarize(collect(runs).runs)
+    s = summarize(collect(runs).runs, BASE)
     topk = _row(s, "l1-64", "topk-k40")
     assert (topk["n_seeds"], topk["n_failed"], topk["seeds"]) == (3, 1, "0,1,2")
     assert topk["val_acc_mean"] == pytest.approx(0.82)
@@ -40,7 +42,7 @@ def test_accuracy_ci_time_ratio_and_counts(runs: Path) -> None:
 
 
 def test_single_seed_and_missing_baseline(runs: Path) -> None:
-    s = summarize(collect(runs).runs)
+    s = summarize(collect(runs).runs, BASE)
     complete = _row(s, "l1-64", "complete-k170")
     assert complete["n_seeds"] == 1 and complete["val_acc_mean"] == 0.7 and math.isnan(complete["val_acc_lo"])
     assert math.isnan(_row(s, "l2-64", "partial-k1_40-k2_200")["backward_ratio"])
@@ -48,20 +50,20 @@ def test_single_seed_and_missing_baseline(runs: Path) -> None:
 
 def test_only_failed_runs_give_a_group_without_numbers(tmp_path: Path) -> None:
     write_thesis_run(tmp_path, "topk-k40", status="failed")
-    row = summarize(collect(tmp_path).runs).iloc[0]
+    row = summarize(collect(tmp_path).runs, BASE).iloc[0]
     assert (row["n_seeds"], row["n_failed"]) == (0, 1) and math.isnan(row["val_acc_mean"])
 
 
 def test_other_settings_are_other_rows_and_mixed_settings_are_flagged(tmp_path: Path) -> None:
     write_thesis_run(tmp_path, "topk-k40", seed=0)
     write_thesis_run(tmp_path, "topk-k40", seed=1, lr=0.01)
-    s = summarize(collect(tmp_path).runs)
+    s = summarize(collect(tmp_path).runs, BASE)
     assert sorted(s["method_tag"]) == ["topk-k40", "topk-k40+lr0.01"] and not s["mixed_settings"].any()
     # Same tag, an identity difference the tag does not encode (say, a key from another version).
     run = write_thesis_run(tmp_path, "topk-k40", seed=2)
     config = run / ".hydra" / "config.yaml"
     config.write_text(config.read_text() + "new_option: 3\n")
-    s = summarize(collect(tmp_path).runs)
+    s = summarize(collect(tmp_path).runs, BASE)
     assert bool(s.loc[s["method_tag"] == "topk-k40", "mixed_settings"].iloc[0])
 
 

@@ -114,13 +114,15 @@ def test_backward_times_show_a_range_never_a_negative_time(tmp_path: Path) -> No
 
 
 def test_selection_and_products_do_not_share_a_colour_with_any_method() -> None:
+    from asym_sweep.grid import load_grid
     from asym_sweep.report import figures
-    from asym_sweep.report.thesis import THESIS_TAGS
 
-    method_colors = set(figures.method_colors(list(THESIS_TAGS) + ["swat-s0.7"]).values())
+    grid = load_grid()
+    THESIS_TAGS = list(grid.tags.values())
+    method_colors = set(figures.method_colors(list(THESIS_TAGS) + ["swat-s0.7"], grid).values())
     times = pd.DataFrame({"method_tag": list(THESIS_TAGS), "select_s_mean": 0.1, "product_s_mean": 1.0, "backward_s_mean": 1.1,
                           "backward_s_min": 1.0, "backward_s_max": 1.2, "backward_ratio": 1.0, "thesis_ratio": 1.0, "flop_ratio_mean": 0.5})
-    fig = figures.backward_bars(times, figures.method_colors(THESIS_TAGS), "t")
+    fig = figures.backward_bars(times, figures.method_colors(THESIS_TAGS, grid), "t", grid)
     split = {t.name: t.marker.color for t in fig.data if t.name in ("selection (top-k)", "products")}
     assert len(set(split.values())) == 2 and not set(split.values()) & method_colors
 

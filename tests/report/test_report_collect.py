@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from synthetic import write_run, write_thesis_run
+from synthetic import write_thesis_run
 
 from asym_sweep import records
 from asym_sweep.report.collect import collect

@@ -2,6 +2,7 @@ import math
 
 import pandas as pd
 
+from asym_sweep.grid import load_grid
 from asym_sweep.report import tables
 
 
@@ -29,7 +30,7 @@ def _comparison_rows() -> pd.DataFrame:
 
 
 def test_accuracy_table_has_thesis_rows_first_and_missing_not_zero() -> None:
-    t = tables.accuracy_table(_comparison_rows())
+    t = tables.accuracy_table(_comparison_rows(), load_grid())
     assert list(t["Method"]) == ["Symmetric dropout 0.4", "Top-k asymmetry k=40"]
     dropout, topk = t.iloc[0], t.iloc[1]
     assert dropout["Validation (ours)"] == "missing" and dropout["Δ val"] == "—" and dropout["Seeds"] == "0"

@@ -5,14 +5,17 @@ import pandas as pd
 import pytest
 from synthetic import write_thesis_run
 
+from asym_sweep.grid import load_grid
 from asym_sweep.report import thesis as th
 from asym_sweep.report.aggregate import summarize
 from asym_sweep.report.collect import collect
 
+GRID = load_grid()
+
 
 @pytest.fixture(scope="module")
 def ref() -> pd.DataFrame:
-    return th.load_reference()
+    return th.load_reference(GRID)
 
 
 def test_every_table_is_transcribed(ref: pd.DataFrame) -> None:
@@ -59,7 +62,7 @@ def test_table_9_1_follows_the_text(ref: pd.DataFrame) -> None:
 def test_thesis_claim_is_reproduced_from_its_own_tables(ref: pd.DataFrame) -> None:
     # Chapter 10: top-k best in 60%, partial 28%, symmetric 12% of the 25 Fashion-MNIST architectures.
     empty = pd.DataFrame(columns=["dataset", "arch", "method_tag", "n_seeds", "test_acc_mean"])
-    best = th.best_method_summary(empty, ref).set_index("method_tag")
+    best = th.best_method_summary(empty, ref, GRID).set_index("method_tag")
     assert best["thesis_best"].to_dict() == {"dropout-p0.4": 3, "topk-k40": 15, "partial-k1_40-k2_200": 7, "complete-k170": 0}
     assert best.loc["topk-k40", "thesis_best_pct"] == 60.0 and best.loc["complete-k170", "thesis_worst"] == 18
     assert best["ours_archs"].iloc[0] == 0
@@ -71,7 +74,7 @@ def test_comparisons_on_known_numbers(tmp_path: Path, ref: pd.DataFrame) -> None
         write_thesis_run(tmp_path, "topk-k40", arch="l3-256", seed=seed, val=val, test=0.80, backward=1.0)
         write_thesis_run(tmp_path, "dropout-p0.4", arch="l3-256", seed=seed, backward=4.0)
     write_thesis_run(tmp_path, "topk-k40", arch="l3-256", seed=2, val=0.90, test=0.80, status="failed")
-    s = summarize(collect(tmp_path).runs)
+    s = summarize(collect(tmp_path).runs, GRID.baseline_tag)
     acc = th.accuracy_comparison(s, ref)
     row = acc[(acc["arch"] == "l3-256") & (acc["method_tag"] == "topk-k40")].iloc[0]
     assert row["val_diff"] == pytest.approx(0.895 - 0.8957)
@@ -80,7 +83,7 @@ def test_comparisons_on_known_numbers(tmp_path: Path, ref: pd.DataFrame) -> None
     assert row["n_failed"] == 1
     missing = acc[(acc["arch"] == "l1-64") & (acc["method_tag"] == "topk-k40")].iloc[0]
     assert missing["n_seeds"] == 0 and math.isnan(missing["val_acc_mean"]) and missing["thesis_val"] == 0.8810
-    times = th.time_comparison(s, ref)
+    times = th.time_comparison(s, ref, GRID)
     t = times[(times["arch"] == "l3-256") & (times["method_tag"] == "topk-k40")].iloc[0]
     assert t["backward_ratio"] == pytest.approx(0.25)
     assert t["thesis_ratio"] == pytest.approx(4829.54 / 7424.35)
@@ -88,5 +91,39 @@ def test_comparisons_on_known_numbers(tmp_path: Path, ref: pd.DataFrame) -> None
 
 
 def test_new_methods_are_ordered_after_the_thesis_ones() -> None:
-    assert th.method_order(["swat-s0.7", "topk-k40", "dropout-p0.4", "random-k40"]) == ["dropout-p0.4", "topk-k40", "random-k40", "swat-s0.7"]
-    assert th.method_label("swat-s0.7") == "swat-s0.7"
+    assert GRID.order(["swat-s0.7", "topk-k40", "dropout-p0.4", "random-k40"]) == ["dropout-p0.4", "topk-k40", "random-k40", "swat-s0.7"]
+    assert GRID.label("swat-s0.7") == "swat-s0.7" and GRID.label("partial-k1_40-k2_200") == "Partial connectivity k1=40, k2=200"
+
+
+def test_a_changed_k_changes_the_comparison_and_does_not_break_it(tmp_path: Path) -> None:
+    """Issue 16: report/thesis.py hard-coded topk-k40; a k changed in conf/method/topk.yaml
+    silently disconnected the thesis comparison."""
+    import shutil
+
+    from asym_sweep.config import CONF_DIR
+    from asym_sweep.report.build import build
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "method" / "topk.yaml").write_text((conf / "method" / "topk.yaml").read_text().replace("k: 40", "k: 50"))
+    grid = load_grid(conf)
+    assert grid.tags["topk"] == "topk-k50" and grid.label("topk-k50") == "Top-k asymmetry k=50"
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_thesis_run(runs, "dropout-p0.4", arch="l3-256", seed=seed, backward=4.0)
+        write_thesis_run(runs, "topk-k40", arch="l3-256", seed=seed, val=0.90, backward=1.0)
+    for seed, val in enumerate([0.89, 0.90]):
+        run = write_thesis_run(runs, "topk-k40", arch="l3-256", seed=seed, val=val, backward=1.0)
+        k50 = run.parents[1] / "topk-k50" / run.name
+        shutil.copytree(run, k50)
+        for path in (k50 / ".hydra" / "config.yaml", k50 / "result.json"):
+            path.write_text(path.read_text().replace("k: 40", "k: 50").replace('"k": 40', '"k": 50'))
+    ref = th.load_reference(grid)
+    s = summarize(collect(runs).runs, grid.baseline_tag)
+    acc = th.accuracy_comparison(s, ref)
+    row = acc[(acc["arch"] == "l3-256") & (acc["method_tag"] == "topk-k50")].iloc[0]
+    assert row["thesis_val"] == 0.8957 and row["val_acc_mean"] == pytest.approx(0.895)  # the thesis' top-k beside ours
+    assert acc[(acc["arch"] == "l3-256") & (acc["method_tag"] == "topk-k40")]["thesis_val"].isna().all()  # now just another run
+    out = tmp_path / "report"
+    build(runs, out, seeds=2, log=lambda _: None, grid=grid)
+    assert "| Top-k asymmetry k=50 | 0.8950 (" in (out / "tables" / "fashion_mnist_l3-256_accuracy.md").read_text()

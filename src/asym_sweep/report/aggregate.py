@@ -19,7 +19,6 @@ import pandas as pd
 
 from asym_sweep.report.stats import mean_ci
 
-BASELINE_TAG = "dropout-p0.4"
 GROUP = ["dataset", "arch", "depth", "width", "method_tag"]
 MEANS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio")
 
@@ -64,7 +63,7 @@ def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def summarize(runs: pd.DataFrame, baseline: str = BASELINE_TAG) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """One row per group; ``backward_ratio`` is NaN where the group's baseline has no completed run."""
     if runs.empty:
         return pd.DataFrame(columns=[*GROUP, "n_seeds"])

@@ -18,10 +18,11 @@ import plotly.graph_objects as go
 
 from asym_sweep.report import figures, tables
 from asym_sweep.report import thesis as th
-from asym_sweep.report.aggregate import BASELINE_TAG, epoch_curves, summarize
+from asym_sweep import grid as thesis_grid
+from asym_sweep.grid import ThesisGrid, load_grid
+from asym_sweep.report.aggregate import epoch_curves, summarize
 from asym_sweep.report.collect import Collection, collect
 from asym_sweep.report.page import Section, render_page
-from asym_sweep.status import THESIS_GRID_ARCHS
 
 
 class ReportError(RuntimeError):
@@ -42,6 +43,7 @@ class Report:
 class Frames:
     """Everything the pages are made from."""
 
+    grid: ThesisGrid
     collection: Collection
     summary: pd.DataFrame
     curves: pd.DataFrame
@@ -51,19 +53,19 @@ class Frames:
     reference: pd.DataFrame
 
 
-def compute(collection: Collection) -> Frames:
-    summary = summarize(collection.runs)
-    reference = th.load_reference()
-    times = th.time_comparison(summary, reference)
-    return Frames(collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
+def compute(collection: Collection, grid: ThesisGrid) -> Frames:
+    summary = summarize(collection.runs, grid.baseline_tag)
+    reference = th.load_reference(grid)
+    times = th.time_comparison(summary, reference, grid)
+    return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
                   times, th.time_reduction_summary(times), reference)
 
 
-def coverage_lines(summary: pd.DataFrame, seeds: int) -> list[str]:
+def coverage_lines(summary: pd.DataFrame, seeds: int, grid: ThesisGrid) -> list[str]:
     """How much of the thesis grid (its archs x its four methods x ``seeds``) the runs cover."""
     lines = []
-    for dataset, archs in THESIS_GRID_ARCHS.items():
-        cells = [(a, t) for a in archs for t in th.THESIS_TAGS]
+    for dataset, archs in thesis_grid.ARCHS.items():
+        cells = [(a, t) for a in archs for t in grid.tags.values()]
         have = summary[summary["dataset"] == dataset].set_index(["arch", "method_tag"])["n_seeds"] if not summary.empty else pd.Series(dtype=int)
         counts = [int(have.get(c, 0)) for c in cells]
         runs = sum(min(n, seeds) for n in counts)
@@ -83,12 +85,12 @@ def arch_order(frames: Frames) -> list[tuple[str, str]]:
     return thesis + extra
 
 
-def best_display(best: pd.DataFrame) -> pd.DataFrame:
+def best_display(best: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     def share(n: int, pct: float, total: int) -> str:
         return tables.MISSING if not total else f"{n} of {total} ({pct:.0f}%)"
 
     return pd.DataFrame({
-        "Method": [th.method_label(t) for t in best["method_tag"]],
+        "Method": [grid.label(t) for t in best["method_tag"]],
         "Best, ours": [share(r.ours_best, r.ours_best_pct, r.ours_archs) for r in best.itertuples()],
         "Best, thesis": [share(r.thesis_best, r.thesis_best_pct, r.thesis_archs) for r in best.itertuples()],
         "Worst, ours": [f"{r.ours_worst} of {r.ours_archs}" if r.ours_archs else tables.MISSING for r in best.itertuples()],
@@ -96,13 +98,13 @@ def best_display(best: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def reduction_display(reduction: pd.DataFrame) -> pd.DataFrame:
+def reduction_display(reduction: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     red = reduction[reduction["archs"] > 0]
-    rank = {tag: i for i, tag in enumerate(th.method_order(red["method_tag"]))}
+    rank = {tag: i for i, tag in enumerate(grid.order(red["method_tag"]))}
     red = red.assign(_rank=red["method_tag"].map(rank)).sort_values(["dataset", "_rank"])
     return pd.DataFrame({
         "Dataset": red["dataset"],
-        "Method": [th.method_label(t) for t in red["method_tag"]],
+        "Method": [grid.label(t) for t in red["method_tag"]],
         "Archs": red["archs"],
         "Backward / dropout, ours (mean)": [tables.fmt_num(v, 3) for v in red["ratio_mean"]],
         "ours (min–max)": [f"{a:.3f}–{b:.3f}" for a, b in zip(red["ratio_min"], red["ratio_max"])],
@@ -149,7 +151,7 @@ class Writer:
 def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str]) -> Section:
     s = Section("summary", "Summary")
     coll = frames.collection
-    for line in coverage_lines(frames.summary, seeds):
+    for line in coverage_lines(frames.summary, seeds, frames.grid):
         s.add_text("Coverage, " + line)
     if coll.in_progress:
         s.add_text(f"{len(coll.in_progress)} run(s) in progress (checkpoint, no result yet) are not included.")
@@ -163,12 +165,12 @@ def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str
     s.add_text(f"The thesis' value lies inside our 95% CI in {inside} of {2 * len(checked)} accuracy cells that have one "
                "(validation and test, groups with 2+ seeds). CI = mean ± t(0.975, n−1)·s/√n; one seed shows 'n=1'.")
     for dataset in sorted(frames.summary["dataset"].unique()):
-        best = th.best_method_summary(frames.summary, frames.reference, dataset)
+        best = th.best_method_summary(frames.summary, frames.reference, frames.grid, dataset)
         if best["thesis_archs"].iloc[0] < 2:
             continue
-        w.table(s, best_display(best), f"summary_best_method_{dataset}",
+        w.table(s, best_display(best, frames.grid), f"summary_best_method_{dataset}",
                 f"{dataset}: best method per architecture by mean test accuracy (thesis 10: top-k 60%, partial 28%, symmetric 12%)")
-    reduction = reduction_display(frames.reduction)
+    reduction = reduction_display(frames.reduction, frames.grid)
     if reduction.empty:
         s.add_text("Backward time relative to symmetric dropout: no ratio yet. A ratio needs a completed dropout run "
                    "(the thesis' baseline) of the same architecture, and no architecture with runs has one.", "problems")
@@ -176,12 +178,12 @@ def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str
         w.table(s, reduction, "summary_backward_ratio",
                 "Backward time relative to symmetric dropout, per method (mean over architectures)")
     if frames.accuracy.dropna(subset=["val_acc_mean", "thesis_val"]).shape[0]:
-        w.figure(s, figures.thesis_scatter(frames.accuracy, colors, "Our mean accuracy against the thesis' published values"), "scatter_ours_vs_thesis")
+        w.figure(s, figures.thesis_scatter(frames.accuracy, colors, "Our mean accuracy against the thesis' published values", frames.grid), "scatter_ours_vs_thesis")
     for dataset, sub in frames.summary.groupby("dataset"):
         if sub[["depth", "width"]].drop_duplicates().shape[0] > 1:
-            w.figure(s, figures.grid_heatmap(sub, "test_acc_mean", f"{dataset}: mean test accuracy over depth x width"), f"heatmap_test_acc_{dataset}")
+            w.figure(s, figures.grid_heatmap(sub, "test_acc_mean", f"{dataset}: mean test accuracy over depth x width", frames.grid), f"heatmap_test_acc_{dataset}")
             if sub["backward_ratio"].notna().any():
-                w.figure(s, figures.grid_heatmap(sub, "backward_ratio", f"{dataset}: backward time / dropout's over depth x width",
+                w.figure(s, figures.grid_heatmap(sub, "backward_ratio", f"{dataset}: backward time / dropout's over depth x width", frames.grid,
                                                  fmt=".2f", colorscale="RdYlGn_r"), f"heatmap_backward_ratio_{dataset}")
             else:
                 s.add_text(f"{dataset}: no heatmap of the backward-time ratio to dropout yet: it needs dropout runs of "
@@ -196,19 +198,19 @@ def arch_section(frames: Frames, w: Writer, dataset: str, arch: str, colors: dic
     times = frames.times[(frames.times["dataset"] == dataset) & (frames.times["arch"] == arch)]
     acc_title = f"Accuracy, {dataset} {arch}" + (f" (thesis Table {numbers['accuracy']})" if "accuracy" in numbers else "")
     time_title = f"Backpropagation time, {dataset} {arch}" + (f" (thesis Table {numbers['time']})" if "time" in numbers else "")
-    w.table(s, tables.accuracy_table(acc), f"{dataset}_{arch}_accuracy", acc_title)
+    w.table(s, tables.accuracy_table(acc, frames.grid), f"{dataset}_{arch}_accuracy", acc_title)
     for note in sorted(set(acc["note"].dropna()) - {""}):
         s.add_text(f"Thesis values: {note}.")
-    w.table(s, tables.time_table(times), f"{dataset}_{arch}_time", time_title)
+    w.table(s, tables.time_table(times, frames.grid), f"{dataset}_{arch}_time", time_title)
     have = acc[acc["n_seeds"] > 0]
-    if len(have) and BASELINE_TAG not in set(have["method_tag"]):
+    if len(have) and frames.grid.baseline_tag not in set(have["method_tag"]):
         s.add_text("No ratio to dropout here: this architecture has no completed dropout run (the baseline) yet.", "problems")
     curves = frames.curves[(frames.curves["dataset"] == dataset) & (frames.curves["arch"] == arch)]
     if curves.empty:
         s.add_text("No completed runs for this architecture yet: figures appear once there are.")
         return s
-    w.figure(s, figures.accuracy_curves(curves, colors, f"{dataset} {arch}: accuracy per epoch (mean, 95% CI band)"), f"{dataset}_{arch}_accuracy")
-    w.figure(s, figures.backward_bars(times, colors, f"{dataset} {arch}: backpropagation time"), f"{dataset}_{arch}_time")
+    w.figure(s, figures.accuracy_curves(curves, colors, f"{dataset} {arch}: accuracy per epoch (mean, 95% CI band)", frames.grid), f"{dataset}_{arch}_accuracy")
+    w.figure(s, figures.backward_bars(times, colors, f"{dataset} {arch}: backpropagation time", frames.grid), f"{dataset}_{arch}_time")
     return s
 
 
@@ -235,14 +237,15 @@ def _replace_dir(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, log: Callable[[str], None] = print) -> Report:
+def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, log: Callable[[str], None] = print,
+          grid: ThesisGrid | None = None) -> Report:
     if not runs_root.is_dir():
         raise ReportError(f"no runs folder at {runs_root}; run a sweep first (python -m asym_sweep ...) or pass --runs")
     collection = collect(runs_root)
     if collection.runs.empty:
         extra = f" ({len(collection.in_progress)} in progress, {len(collection.problems)} damaged)" if collection.in_progress or collection.problems else ""
         raise ReportError(f"no finished runs under {runs_root}{extra}; run a sweep first (python -m asym_sweep ...) or pass --runs")
-    frames = compute(collection)
+    frames = compute(collection, grid or load_grid())
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -267,7 +270,7 @@ def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool
     data.add_links("per dataset, arch and method", w.data("summary", frames.summary, parquet=True))
     data.add_links("comparisons with the thesis", w.data("comparison_accuracy", frames.accuracy) + w.data("comparison_time", frames.times))
     data.add_links("thesis values (Tables 9.1-9.52)", w.data("thesis_reference", frames.reference))
-    colors = figures.method_colors(list(frames.summary["method_tag"]) + list(th.THESIS_TAGS))
+    colors = figures.method_colors(list(frames.summary["method_tag"]) + list(frames.grid.tags.values()), frames.grid)
     sections = [summary_section(frames, w, seeds, colors)]
     order = arch_order(frames)
     with_runs = set(map(tuple, runs[["dataset", "arch"]].drop_duplicates().to_numpy()))
@@ -284,7 +287,7 @@ def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool
     sections.append(data)
     n_completed = int((runs["status"] == "completed").sum())
     n_failed = int((runs["status"] == "failed").sum())
-    coverage = coverage_lines(frames.summary, seeds)
+    coverage = coverage_lines(frames.summary, seeds, frames.grid)
     intro = [f"Runs root: {runs_root}. {n_completed} completed runs, {n_failed} failed, {len(frames.collection.in_progress)} in progress.",
              "Accuracy: final-epoch mean over seeds with a Student-t 95% CI. Time: backward seconds per run and their ratio to "
              "symmetric dropout on the same architecture (absolute times from different machines do not compare)."]

@@ -19,13 +19,11 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from asym_sweep import records
-from asym_sweep.config import identity, run_tag
+from asym_sweep.config import identity
 from asym_sweep.model import parse_arch
 from asym_sweep.resources import under_load
 
 SETTINGS_IGNORED = ("seed",)
-TIMING_KEYS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "eval_s", "train_s", "wall_s")
-EPOCH_KEYS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "train_s", "forward_s", "backward_s", "select_s", "optimizer_s")
 
 
 @dataclass
@@ -34,10 +32,6 @@ class Collection:
     epochs: pd.DataFrame  # one row per (completed run, epoch)
     in_progress: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def run_folders(runs_root: Path) -> list[Path]:
-    return sorted(p for p in runs_root.glob("*/*/*/seed*") if p.is_dir() and p.name[4:].isdigit())
 
 
 def saved_config(run_dir: Path, result: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -62,8 +56,8 @@ def settings_key(config: dict[str, Any]) -> str:
 
 def _run_tag(config: dict[str, Any], run_dir: Path) -> str:
     try:
-        return run_tag(config)
-    except (KeyError, TypeError, ValueError):  # a config too old or damaged to derive it: the folder's name
+        return records.run_tag(config)
+    except (KeyError, TypeError):  # a config too old or damaged to derive it: the folder's name
         return run_dir.parent.name
 
 
@@ -101,8 +95,8 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
         "epochs": result.get("epochs"),
         "batch_size": result.get("batch_size"),
         "lr": config.get("train", {}).get("optim", {}).get("lr"),
-        **{key: final.get(key) for key in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")},
-        **{key: timing.get(key) for key in TIMING_KEYS},
+        **{key: final.get(key) for key in records.FINAL_KEYS},
+        **{key: timing.get(key) for key in records.TIMING_KEYS},
         "backward_madds": flops.get("backward_madds"),
         "dense_backward_madds": flops.get("dense_backward_madds"),
         "flop_ratio": flops.get("ratio_to_dense"),
@@ -125,19 +119,18 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
 
 def epoch_rows(row: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = {k: row[k] for k in ("dataset", "arch", "method_tag", "seed", "run_dir")}
-    return [{**keys, "epoch": h["epoch"], **{k: h.get(k) for k in EPOCH_KEYS}} for h in history]
+    return [{**keys, **{k: h.get(k) for k in records.EPOCH_KEYS}} for h in history]
 
 
 def collect(runs_root: Path) -> Collection:
     rows, epochs, in_progress, problems = [], [], [], []
-    for run_dir in run_folders(runs_root):
-        result, problem = records.read_result(run_dir)
+    for run_dir in records.run_folders(runs_root):
+        state, result, problem = records.classify(run_dir)
         if problem:
             problems.append(problem)
-            continue
-        if result is None:
-            if (run_dir / records.CHECKPOINT_FILE).is_file():
-                in_progress.append(str(run_dir))
+        if state in ("running", "interrupted"):
+            in_progress.append(str(run_dir))
+        if result is None or state == "running":
             continue
         config, problem = saved_config(run_dir, result)
         if problem:

@@ -18,15 +18,15 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from asym_sweep.report.thesis import method_label, method_order
+from asym_sweep.grid import ThesisGrid
 
 PALETTE = qualitative.D3 + qualitative.Dark24
 # The backward split (selection, products): greys, which no method gets from PALETTE.
 SELECTION_COLOR, PRODUCTS_COLOR = "#3d3d3d", "#b5b5b5"
 
 
-def method_colors(tags) -> dict[str, str]:
-    return {tag: PALETTE[i % len(PALETTE)] for i, tag in enumerate(method_order(tags))}
+def method_colors(tags, grid: ThesisGrid) -> dict[str, str]:
+    return {tag: PALETTE[i % len(PALETTE)] for i, tag in enumerate(grid.order(tags))}
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -35,11 +35,11 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def accuracy_curves(curves: pd.DataFrame, colors: dict[str, str], title: str) -> go.Figure:
+def accuracy_curves(curves: pd.DataFrame, colors: dict[str, str], title: str, grid: ThesisGrid) -> go.Figure:
     """``curves``: rows of `aggregate.epoch_curves` for one (dataset, arch)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Validation accuracy", "Test accuracy"), shared_yaxes=True)
     for col, split in enumerate(("val_acc", "test_acc"), start=1):
-        for tag in method_order(curves["method_tag"]):
+        for tag in grid.order(curves["method_tag"]):
             c = curves[curves["method_tag"] == tag].sort_values("epoch")
             color = colors[tag]
             band = c.dropna(subset=[f"{split}_lo", f"{split}_hi"])
@@ -49,7 +49,7 @@ def accuracy_curves(curves: pd.DataFrame, colors: dict[str, str], title: str) ->
                 fig.add_trace(go.Scatter(x=band["epoch"], y=band[f"{split}_lo"], mode="lines", line={"width": 0},
                                          fill="tonexty", fillcolor=_rgba(color, 0.18), showlegend=False,
                                          hoverinfo="skip", legendgroup=tag), row=1, col=col)
-            fig.add_trace(go.Scatter(x=c["epoch"], y=c[f"{split}_mean"], mode="lines+markers", name=method_label(tag),
+            fig.add_trace(go.Scatter(x=c["epoch"], y=c[f"{split}_mean"], mode="lines+markers", name=grid.label(tag),
                                      line={"color": color}, legendgroup=tag, showlegend=col == 1,
                                      customdata=c["n"], hovertemplate="epoch %{x}: %{y:.4f} (n=%{customdata})"),
                           row=1, col=col)
@@ -59,10 +59,10 @@ def accuracy_curves(curves: pd.DataFrame, colors: dict[str, str], title: str) ->
     return fig
 
 
-def backward_bars(times: pd.DataFrame, colors: dict[str, str], title: str) -> go.Figure:
+def backward_bars(times: pd.DataFrame, colors: dict[str, str], title: str, grid: ThesisGrid) -> go.Figure:
     """``times``: rows of `thesis.time_comparison` for one (dataset, arch)."""
-    rows = times.set_index("method_tag").reindex(method_order(times["method_tag"]))
-    labels = [method_label(t) for t in rows.index]
+    rows = times.set_index("method_tag").reindex(grid.order(times["method_tag"]))
+    labels = [grid.label(t) for t in rows.index]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Backward seconds per run (ours; bars: mean, whiskers: min–max over seeds)",
                                                         "Backward time / dropout's"))
     # The split is drawn in greys, apart from the methods' colours of the ratio panel.
@@ -80,14 +80,15 @@ def backward_bars(times: pd.DataFrame, colors: dict[str, str], title: str) -> go
     return fig
 
 
-def grid_heatmap(summary: pd.DataFrame, value: str, title: str, fmt: str = ".3f", colorscale: str = "Viridis") -> go.Figure:
+def grid_heatmap(summary: pd.DataFrame, value: str, title: str, grid: ThesisGrid, fmt: str = ".3f",
+                 colorscale: str = "Viridis") -> go.Figure:
     """One panel per method over depth (rows) x width (columns) of ``summary[value]`` for one dataset."""
-    tags = method_order(summary["method_tag"])
+    tags = grid.order(summary["method_tag"])
     depths = sorted(summary["depth"].dropna().astype(int).unique())
     widths = sorted(summary["width"].dropna().astype(int).unique())
     cols = min(len(tags), 4) or 1
     nrows = max(math.ceil(len(tags) / cols), 1)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[method_label(t) for t in tags],
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[grid.label(t) for t in tags],
                         horizontal_spacing=0.06, vertical_spacing=0.18)
     finite = summary[value].replace([float("inf"), float("-inf")], float("nan")).dropna()
     zmin, zmax = (finite.min(), finite.max()) if not finite.empty else (0, 1)
@@ -105,7 +106,7 @@ def grid_heatmap(summary: pd.DataFrame, value: str, title: str, fmt: str = ".3f"
     return fig
 
 
-def thesis_scatter(comparison: pd.DataFrame, colors: dict[str, str], title: str) -> go.Figure:
+def thesis_scatter(comparison: pd.DataFrame, colors: dict[str, str], title: str, grid: ThesisGrid) -> go.Figure:
     """Our mean accuracy (y, with CI) against the thesis' (x), validation and test; the diagonal is agreement."""
     data = comparison.dropna(subset=["val_acc_mean", "thesis_val"])
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Validation accuracy", "Test accuracy"))
@@ -114,10 +115,10 @@ def thesis_scatter(comparison: pd.DataFrame, colors: dict[str, str], title: str)
     for col, split in enumerate(("val", "test"), start=1):
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dot", "color": "grey"},
                                  name="ours = thesis", showlegend=col == 1), row=1, col=col)
-        for tag in method_order(data["method_tag"]):
+        for tag in grid.order(data["method_tag"]):
             d = data[data["method_tag"] == tag]
             fig.add_trace(go.Scatter(
-                x=d[f"thesis_{split}"], y=d[f"{split}_acc_mean"], mode="markers", name=method_label(tag),
+                x=d[f"thesis_{split}"], y=d[f"{split}_acc_mean"], mode="markers", name=grid.label(tag),
                 marker={"color": colors[tag], "size": 8}, legendgroup=tag, showlegend=col == 1,
                 error_y={"type": "data", "array": (d[f"{split}_acc_hi"] - d[f"{split}_acc_mean"]).fillna(0),
                          "visible": True, "thickness": 1},

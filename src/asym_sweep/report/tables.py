@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from asym_sweep.report.thesis import method_label, method_order
+from asym_sweep.grid import ThesisGrid
 
 MISSING = "missing"
 NONE = "—"
@@ -57,19 +57,19 @@ def _seeds(n: int, failed: int = 0) -> str:
     return f"{n} ({failed} failed)" if failed else str(n)
 
 
-def _by_method(rows: pd.DataFrame):
+def _by_method(rows: pd.DataFrame, grid: ThesisGrid):
     """``(tag, row, n_seeds)`` for one (dataset, arch), in the thesis' method order."""
-    for tag in method_order(rows["method_tag"]):
+    for tag in grid.order(rows["method_tag"]):
         r = rows[rows["method_tag"] == tag].iloc[0]
         yield tag, r, int(r["n_seeds"])
 
 
-def accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
+def accuracy_table(rows: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     """Rows of `thesis.accuracy_comparison` for one (dataset, arch) -> display table."""
     out = []
-    for tag, r, n in _by_method(rows):
+    for tag, r, n in _by_method(rows, grid):
         out.append({
-            "Method": method_label(tag),
+            "Method": grid.label(tag),
             "Validation (ours)": fmt_ci(r["val_acc_mean"], r["val_acc_lo"], r["val_acc_hi"], n),
             "Validation (thesis)": fmt_ci(r["thesis_val"], r["thesis_val_lo"], r["thesis_val_hi"]),
             "Δ val": fmt_num(r["val_diff"], signed=True),
@@ -83,12 +83,12 @@ def accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def time_table(rows: pd.DataFrame) -> pd.DataFrame:
+def time_table(rows: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     """Rows of `thesis.time_comparison` for one (dataset, arch) -> display table."""
     out = []
-    for tag, r, n in _by_method(rows):
+    for tag, r, n in _by_method(rows, grid):
         out.append({
-            "Method": method_label(tag),
+            "Method": grid.label(tag),
             "Backward s (ours): mean (min–max)": fmt_range(r["backward_s_mean"], r["backward_s_min"], r["backward_s_max"], n),
             "Ratio to dropout (ours)": fmt_num(r["backward_ratio"], 3, missing=MISSING if n == 0 else NONE),
             "Time (thesis)": fmt_num(r["thesis_time"], 2),

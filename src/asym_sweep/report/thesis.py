@@ -19,15 +19,8 @@ from importlib import resources
 
 import pandas as pd
 
-from asym_sweep.report.aggregate import BASELINE_TAG
+from asym_sweep.grid import ThesisGrid
 
-THESIS_TAGS = ("dropout-p0.4", "topk-k40", "partial-k1_40-k2_200", "complete-k170")
-METHOD_LABELS = {
-    "dropout-p0.4": "Symmetric dropout 0.4",
-    "topk-k40": "Top-k asymmetry k=40",
-    "partial-k1_40-k2_200": "Partial connectivity k1=40, k2=200",
-    "complete-k170": "Complete sparsification k=170",
-}
 KEYS = ["dataset", "arch", "method_tag"]
 # Thesis 9.5/10: "topk asymmetric training gave the best accuracy in 60% of the
 # experiments ... partial connectivity 28% ... symmetric 12%". Over the 25
@@ -36,19 +29,13 @@ KEYS = ["dataset", "arch", "method_tag"]
 BEST_METRIC = "test_acc"
 
 
-def method_label(tag: str) -> str:
-    return METHOD_LABELS.get(tag, tag)
-
-
-def method_order(tags) -> list[str]:
-    """The thesis' row order first, then any other method tags alphabetically."""
-    tags = set(tags)
-    return [t for t in THESIS_TAGS if t in tags] + sorted(tags - set(THESIS_TAGS))
-
-
-def load_reference() -> pd.DataFrame:
+def load_reference(grid: ThesisGrid) -> pd.DataFrame:
+    """The thesis' values, each row under the tag its method has in ``conf/method`` now (the CSV
+    names the thesis' own settings, ``topk-k40``...; ``thesis_method`` keeps the method's name)."""
     with resources.files("asym_sweep.report").joinpath("thesis_reference.csv").open() as f:
         ref = pd.read_csv(f, dtype={"table": str})
+    ref["thesis_method"] = ref["method_tag"].str.split("-").str[0]
+    ref["method_tag"] = ref["thesis_method"].map(grid.tags)
     return ref.fillna({"note": ""})
 
 
@@ -82,10 +69,10 @@ def accuracy_comparison(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.Da
     return table.sort_values(KEYS, ignore_index=True)
 
 
-def time_comparison(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+def time_comparison(summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     """Our backward seconds and ratio to dropout beside the thesis' time and its ratio to its dropout."""
     ref = reference[reference["kind"] == "time"][[*KEYS, "table", "backward_time"]].rename(columns={"backward_time": "thesis_time"})
-    base = ref[ref["method_tag"] == BASELINE_TAG].set_index(["dataset", "arch"])["thesis_time"]
+    base = ref[ref["method_tag"] == grid.baseline_tag].set_index(["dataset", "arch"])["thesis_time"]
     ref = ref.assign(thesis_ratio=ref["thesis_time"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(ref[["dataset", "arch"]])).to_numpy())
     cols = [*KEYS, "n_seeds", "backward_s_mean", "backward_s_min", "backward_s_max", "backward_ratio", "select_s_mean",
             "product_s_mean", "select_share", "flop_ratio_mean", "timing_threads", "timing_jobs", "timing_note"]
@@ -95,25 +82,27 @@ def time_comparison(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     return table.sort_values(KEYS, ignore_index=True)
 
 
-def _best_counts(values: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series, int]:
+def _best_counts(values: pd.DataFrame, metric: str, tags: list[str]) -> tuple[pd.Series, pd.Series, int]:
     """Per method: archs where it is best / where it is worst, among archs that have all four thesis methods."""
     wide = values.pivot_table(index=["dataset", "arch"], columns="method_tag", values=metric)
-    wide = wide.reindex(columns=list(THESIS_TAGS)).dropna()
-    best = wide.idxmax(axis=1).value_counts().reindex(list(THESIS_TAGS), fill_value=0)
-    worst = wide.idxmin(axis=1).value_counts().reindex(list(THESIS_TAGS), fill_value=0)
+    wide = wide.reindex(columns=tags).dropna()
+    best = wide.idxmax(axis=1).value_counts().reindex(tags, fill_value=0)
+    worst = wide.idxmin(axis=1).value_counts().reindex(tags, fill_value=0)
     return best, worst, len(wide)
 
 
-def best_method_summary(summary: pd.DataFrame, reference: pd.DataFrame, dataset: str = "fashion_mnist") -> pd.DataFrame:
+def best_method_summary(summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid,
+                        dataset: str = "fashion_mnist") -> pd.DataFrame:
     """The thesis' claim (best in 60/28/12 %, complete worst) checked on our data and on its own tables."""
     ours = summary[(summary["dataset"] == dataset) & (summary["n_seeds"] > 0)].rename(columns={f"{BEST_METRIC}_mean": "metric"})
     thesis = reference[(reference["dataset"] == dataset) & (reference["kind"] == "accuracy")].rename(
         columns={BEST_METRIC.removesuffix("_acc"): "metric"}
     )
-    ob, ow, on = _best_counts(ours, "metric")
-    tb, tw, tn = _best_counts(thesis, "metric")
+    tags = grid.order(grid.tags.values())
+    ob, ow, on = _best_counts(ours, "metric", tags)
+    tb, tw, tn = _best_counts(thesis, "metric", tags)
     rows = []
-    for tag in THESIS_TAGS:
+    for tag in tags:
         rows.append({
             "method_tag": tag,
             "ours_best": int(ob[tag]), "ours_best_pct": 100 * ob[tag] / on if on else math.nan,

@@ -1,7 +1,7 @@
 """SWAT and SAW: sparse weights and activations instead of sparse sensitivities.
 
-Source: ``../shared/seeds/002`` (Raihan & Aamodt, "Sparse Weight Activation
-Training"), Algorithm 1 and sections 2.2 and 3.2. With ``f_TOPK`` keeping the
+Source: Raihan & Aamodt, "Sparse Weight Activation Training" (SWAT), Algorithm 1 and
+sections 2.2 and 3.2. With ``f_TOPK`` keeping the
 largest-magnitude ``keep = ceil((1 - sparsity) * n)`` of ``n`` entries (the paper
 states sparsity, the share set to zero; default 0.7):
 
@@ -17,7 +17,7 @@ point against meProp (section 2.2, Figure 2b). The optimizer updates the dense
 weights with these gradients, so weights outside the top-K% keep learning and
 can re-enter it (the paper's dynamic sparsity).
 
-Readings (also in the README):
+Readings (``docs/methods.md``):
 
 * ``scope="batch"`` is the paper's TOPK-NCHW choice: one top-K over the whole
   mini-batch activation tensor (batch x inputs) and over the whole weight
@@ -39,52 +39,16 @@ the saving is the multiply-add count a sparse kernel would do.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
-from asym_sweep.sparse import (
-    BackwardRule,
-    LinearGrads,
-    Needs,
-    _timed,
-    dense_grads,
-    magnitude_keys,
-    magnitudes,
-    register_rule,
-    topk_rows,
-)
+from asym_sweep.backward import BackwardRule, LinearGrads, Needs, check_int, check_real, dense_grads, register_rule, timed
+from asym_sweep.selection import keep_count, threshold, topk_rows, topk_whole
 from asym_sweep.timing import Stopwatch
 
 KINDS = ("weight", "input")
-
-
-def keep_count(sparsity: float, n: int) -> int:
-    """Entries kept of ``n`` at this sparsity: ``ceil((1 - sparsity) * n)``, at least 1."""
-    return max(1, min(n, math.ceil(round((1.0 - sparsity) * n, 9))))
-
-
-def topk_whole(v: Tensor, keep: int, nonnegative: bool = False) -> tuple[Tensor, float]:
-    """``f_TOPK`` over every entry of ``v`` at once, and the k-th largest magnitude.
-
-    ``nonnegative``: ``v`` is known to have no negative entry (`sparse.Needs`), no ``abs``.
-    """
-    if keep >= v.numel():
-        return v, 0.0
-    # Integer keys (sparse.magnitude_keys): 8.4 ms against 12.9 ms for the top 30% of a
-    # 1024x1024 weight matrix on 2 threads.
-    idx = magnitude_keys(v.flatten(), nonnegative).topk(keep, sorted=False).indices
-    kept = v.flatten().index_select(0, idx)
-    flat = torch.zeros_like(v).flatten().index_copy_(0, idx, kept)
-    return flat.view_as(v), float(kept.abs().min())
-
-
-def threshold(v: Tensor, at: float, nonnegative: bool = False) -> Tensor:
-    """Entries of ``v`` with magnitude at least ``at`` (SWAT section 3.2), others zero."""
-    return torch.where(magnitudes(v, nonnegative) >= at, v, torch.zeros((), dtype=v.dtype, device=v.device))
 
 
 @dataclass(kw_only=True)
@@ -92,15 +56,13 @@ class _SparseWeightsActivations(BackwardRule):
     sparsity: float = 0.7
     period: int = 1
 
-    sparse_forward: ClassVar[bool] = False
     madds_depend_on_data: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or not 0.0 <= self.sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1) (the share of entries set to zero), got {self.sparsity!r}")
-        if isinstance(self.period, bool) or not isinstance(self.period, int) or self.period < 1:
-            raise ValueError(f"period must be a positive integer, got {self.period!r}")
+        check_real("sparsity", self.sparsity, 0.0, 1.0, low_closed=True, high_closed=False,
+                   why=" (the share of entries set to zero)")
+        check_int("period", self.period)
         if self.period > 1 and self.scope != "batch":
             raise ValueError("threshold reuse (period > 1) needs scope=batch: a per-example threshold cannot be reused")
         self.thresholds: dict[str, float | None] = {kind: None for kind in KINDS}
@@ -110,13 +72,13 @@ class _SparseWeightsActivations(BackwardRule):
 
     def sparsify(self, kind: str, v: Tensor, nonnegative: bool = False) -> Tensor:
         """``f_TOPK`` of a weight matrix or an activation batch, as this rule's scope says
-        (``nonnegative``: ``v`` is known to have no negative entry, see `sparse.Needs`)."""
+        (``nonnegative``: ``v`` is known to have no negative entry, see `backward.Needs`)."""
         if self.scope == "sample":
             # Per row: an example's activations, or an output neuron's incoming weights.
-            keep = keep_count(self.sparsity, v.shape[-1])
+            keep = keep_count(1.0 - self.sparsity, v.shape[-1])
             self.kept[kind] = v.shape[0] * keep
             return topk_rows(v, keep, nonnegative)
-        keep = keep_count(self.sparsity, v.numel())
+        keep = keep_count(1.0 - self.sparsity, v.numel())
         if self.period == 1 or self._refresh[kind] or self.thresholds[kind] is None:
             out, self.thresholds[kind] = topk_whole(v, keep, nonnegative)
             self._refresh[kind] = False
@@ -131,9 +93,9 @@ class _SparseWeightsActivations(BackwardRule):
             self._refresh = {kind: True for kind in KINDS}
 
     def backward(self, g: Tensor, x: Tensor, weight: Tensor, needs: Needs, clock: Stopwatch | None) -> LinearGrads:
-        with _timed(clock):
+        with timed(clock):
             # SWAT received the forward's f_TOPK(W) already (saved for backward, Algorithm 1).
-            w = weight if self.sparse_forward or not needs.input else self.sparsify("weight", weight)
+            w = weight if not self.dense_forward or not needs.input else self.sparsify("weight", weight)
             xs = self.sparsify("input", x, needs.input_nonnegative) if needs.weight else x
         return dense_grads(g, xs, w, needs)
 
@@ -143,11 +105,11 @@ class _SparseWeightsActivations(BackwardRule):
         if kept is not None:
             return kept
         if self.scope == "sample":
-            return rows * keep_count(self.sparsity, cols)
-        return keep_count(self.sparsity, rows * cols)
+            return rows * keep_count(1.0 - self.sparsity, cols)
+        return keep_count(1.0 - self.sparsity, rows * cols)
 
     def forward_madds(self, batch: int, n_in: int, n_out: int) -> float:
-        if not self.sparse_forward:
+        if self.dense_forward:
             return super().forward_madds(batch, n_in, n_out)
         return batch * self._kept("weight", n_out, n_in)
 
@@ -170,7 +132,7 @@ class SWAT(_SparseWeightsActivations):
     """Sparse Weight Activation Training (002, Algorithm 1): top-K% weights in the forward,
     top-K% activations and weights in the backward, dense output gradient."""
 
-    sparse_forward: ClassVar[bool] = True
+    dense_forward: ClassVar[bool] = False
 
     def forward_weight(self, weight: Tensor) -> Tensor:
         return self.sparsify("weight", weight)

@@ -1,5 +1,6 @@
-"""Launch bookkeeping: every job of one launch appends its outcome to a ledger,
-and a Hydra callback prints the launch's summary and sets the exit code.
+"""Hydra's side of a launch: the schemas and resolvers it composes with, how many jobs run at
+once and with how many threads, and the bookkeeping (every job of one launch appends its
+outcome to a ledger; a Hydra callback prints the launch's summary and sets the exit code).
 
 The ledger's path travels to the jobs in the environment variable
 ``ASYM_SWEEP_LAUNCH``, which every launcher passes on (the basic one runs jobs
@@ -21,8 +22,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from asym_sweep import grid, records, resources
+from asym_sweep.config import RunConfig
 
 LAUNCH_ENV = "ASYM_SWEEP_LAUNCH"
 LEDGER_DIR = ".launches"
@@ -35,6 +41,47 @@ OUTCOMES = ("completed", "skipped", "in progress", "interrupted", "failed", "inv
 
 class LaunchExit(SystemExit):
     """The launch's own exit code (told apart from Hydra's exit 1 on a composition error)."""
+
+
+def register_configs() -> None:
+    """Make the schema and the resolvers known to Hydra; safe to call more than once."""
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    if not OmegaConf.has_resolver("run_subdir"):
+        # Hydra's run folder is records' layout (conf/config.yaml: hydra.run.dir, hydra.sweep.subdir).
+        OmegaConf.register_new_resolver("run_subdir", lambda *, _root_: records.run_subdir(_root_))
+    if not OmegaConf.has_resolver("grid"):
+        # The presets sweep grid.py's lists (conf/experiment): ${grid:archs,fashion_mnist}, ${grid:methods}.
+        OmegaConf.register_new_resolver("grid", grid_values)
+
+
+def grid_values(what: str, dataset: str = "") -> str:
+    """A list of `grid` as a sweep value: ``archs`` of a dataset, or the thesis' ``methods``."""
+    if what == "archs":
+        return ",".join(grid.ARCHS[dataset])
+    if what == "methods":
+        return ",".join(grid.METHODS)
+    raise ValueError(f"${{grid:{what}}}: expected archs,<dataset> or methods")
+
+
+def jobs_of_launch() -> int:
+    """How many jobs the launcher runs at once on this machine (1 for the basic launcher)."""
+    launcher = HydraConfig.get().launcher
+    if "cpus_per_task" in launcher and launcher.cpus_per_task:
+        return 1  # a cluster job has its cores to itself
+    n_jobs = launcher.get("n_jobs") if "n_jobs" in launcher else 1
+    if n_jobs is None or n_jobs < 1:  # joblib: -1 means one job per core
+        return resources.available_cores()
+    return int(n_jobs)
+
+
+def threads_for_job(cfg: DictConfig, jobs: int) -> resources.ThreadChoice:
+    """Torch threads so that parallel jobs x threads fits the cores other work leaves free."""
+    launcher = HydraConfig.get().launcher
+    if cfg.threads == 0 and "cpus_per_task" in launcher and launcher.cpus_per_task:
+        cores = int(launcher.cpus_per_task)
+        return resources.ThreadChoice(cores, 1, cores, None, "hydra.launcher.cpus_per_task")
+    busy = resources.other_busy_cores() if cfg.threads == 0 else None
+    return resources.choose_threads(int(cfg.threads), jobs, resources.available_cores(), busy)
 
 
 def ledger_path(runs_root: str | Path, launch_id: str) -> Path:

@@ -1,6 +1,6 @@
 """Learned neuron masks trained with two sampled sub-networks (VR-PGE).
 
-Source: ``../shared/seeds/004``, the supplement of Zhou et al., "Efficient Neural
+Source: the supplement of Zhou et al., "Efficient Neural
 Network Training via Forward and Backward Propagation Sparsification" (sections
 A.3, B, C.1). Every hidden neuron ``j`` has a keep-probability ``s_j``; a mask
 ``m ~ Bernoulli(s)`` picks a sub-network. Each training step:
@@ -19,7 +19,7 @@ A.3, B, C.1). Every hidden neuron ``j`` has a keep-probability ``s_j``; a mask
 After ``finetune_epochs`` from the end, the masks are frozen and the chosen
 sub-network alone is trained (one forward and backward per step).
 
-Readings (also in the README):
+Readings (``docs/methods.md``):
 
 * The budget is global over all hidden neurons: ``budget = keep * n_hidden``, and
   ``s`` starts at ``keep`` everywhere (feasible, no neuron preferred).
@@ -39,18 +39,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from asym_sweep.procedure import Procedure
-from asym_sweep.sparse import BackwardRule, register_rule
+from asym_sweep.autograd import GradSink
+from asym_sweep.backward import BackwardRule, check_int, check_real, dense_backward_madds, register_rule
+from asym_sweep.procedure import Layered, Procedure, register_procedure
 from asym_sweep.timing import Timers
-
-if TYPE_CHECKING:  # model.py imports sparse.py, which registers this module's rules
-    from asym_sweep.model import MLP
 
 MASK_SEED_OFFSET = 3_000_017
 SCORE_EPS = 1e-6
@@ -99,11 +97,11 @@ class Block(NamedTuple):
     cols: Tensor | None  # kept input neurons (None: all, the pixels)
 
 
-def gather_blocks(model: MLP, keep: Sequence[Tensor], detach: bool = True) -> list[Block]:
+def gather_blocks(model: Layered, keep: Sequence[Tensor], detach: bool = True) -> list[Block]:
     """Per layer, the weight rows and columns and the bias entries of the kept neurons.
 
     ``detach=True`` (training): the blocks are leaves of their own and
-    `GradBuffers` adds their gradients into the parameters' ``.grad``. Letting
+    `write_block_grads` puts their gradients into the parameters' ``.grad``. Letting
     autograd differentiate the gathers instead (``detach=False``) zero-fills
     full-size gradient tensors twice per layer and sub-network: profiled on
     l3-1024 at keep 0.1, ``fill_`` took about 4 ms of a step.
@@ -134,7 +132,7 @@ def blocks_forward(blocks: Sequence[Block], x: Tensor) -> Tensor:
     return h
 
 
-def subnetwork_forward(model: MLP, x: Tensor, keep: Sequence[Tensor]) -> Tensor:
+def subnetwork_forward(model: Layered, x: Tensor, keep: Sequence[Tensor]) -> Tensor:
     """Logits of the sub-network that keeps hidden neurons ``keep[i]`` of hidden layer ``i``,
     differentiable with respect to the parameters through the gathers (evaluation, and the
     reference the training path is tested against). Equal to the dense network with the
@@ -142,54 +140,19 @@ def subnetwork_forward(model: MLP, x: Tensor, keep: Sequence[Tensor]) -> Tensor:
     return blocks_forward(gather_blocks(model, keep, detach=False), x)
 
 
-class GradBuffers:
-    """Full-size ``.grad`` tensors that sub-network block gradients are added into.
-
-    Each step re-zeroes only the rows (output neurons) written the step before
-    and adds the blocks at their rows and columns, so no step touches a
-    dropped neuron's weights. The parameters' ``.grad`` are these buffers.
-    """
-
-    def __init__(self, model: MLP) -> None:
-        self.model = model
-        self._dirty: list[Tensor | None] = [None] * len(model.layers)  # None: every row
-
-    def start(self) -> None:
-        for i, layer in enumerate(self.model.layers):
-            for param in (layer.weight, layer.bias):
-                if param.grad is None:
-                    param.grad = torch.zeros_like(param)
-                elif self._dirty[i] is None:
-                    param.grad.zero_()
-                else:
-                    param.grad.index_fill_(0, self._dirty[i], 0)
-        self._dirty = [torch.empty(0, dtype=torch.long, device=layer.weight.device) for layer in self.model.layers]
-
-    def add(self, blocks: Sequence[Block]) -> None:
-        for i, (layer, block) in enumerate(zip(self.model.layers, blocks)):
-            gw, gb = block.weight.grad, block.bias.grad
-            w_grad, b_grad = layer.weight.grad, layer.bias.grad
-            assert gw is not None and gb is not None and w_grad is not None and b_grad is not None
-            if block.rows is None:
-                b_grad.add_(gb)
-                self._dirty[i] = None
-                if block.cols is None:
-                    w_grad.add_(gw)
-                else:
-                    w_grad.index_add_(1, block.cols, gw)
-                continue
-            b_grad.index_add_(0, block.rows, gb)
-            if block.cols is not None:
-                # Columns first, then rows: 2.4x faster than index_put_(accumulate=True) on a
-                # 1000x1000 block, equal on 100x100.
-                gw = gw.new_zeros((gw.shape[0], w_grad.shape[1])).index_copy_(1, block.cols, gw)
-            w_grad.index_add_(0, block.rows, gw)
-            dirty = self._dirty[i]
-            if dirty is not None:
-                self._dirty[i] = torch.cat((dirty, block.rows))
+def write_block_grads(sink: GradSink, model: Layered, blocks: Sequence[Block]) -> None:
+    """Put each block's gradient at its rows and columns of its layer's ``.grad``: written by
+    the first sub-network of a step (``.grad`` is None after ``zero_grad``), added by the
+    second. No step touches a dropped neuron's weights (`autograd.GradSink`)."""
+    for layer, block in zip(model.layers, blocks):
+        gw, gb = block.weight.grad, block.bias.grad
+        assert gw is not None and gb is not None
+        rows = block.rows if block.rows is not None else torch.arange(layer.out_features, device=gw.device)
+        sink.write(layer.weight, rows, gw, block.cols)
+        sink.write(layer.bias, rows, gb)
 
 
-def subnetwork_madds(model: MLP, keep: Sequence[Tensor], batch: int) -> tuple[int, int]:
+def subnetwork_madds(model: Layered, keep: Sequence[Tensor], batch: int) -> tuple[int, int]:
     """(forward, backward) multiply-adds of one sub-network pass (no input gradient for layer 1)."""
     sizes = [model.layers[0].in_features] + [len(k) for k in keep] + [model.layers[-1].out_features]
     products = [batch * n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
@@ -211,24 +174,16 @@ class NeuronMasks(BackwardRule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        checks = [
-            (_number(self.keep) and 0.0 < self.keep <= 1.0, f"keep must be in (0, 1], got {self.keep!r}"),
-            (_number(self.alpha) and 0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha!r}"),
-            (_number(self.lr) and self.lr > 0.0, f"lr must be > 0, got {self.lr!r}"),
-            (
-                isinstance(self.finetune_epochs, int) and not isinstance(self.finetune_epochs, bool) and self.finetune_epochs >= 0,
-                f"finetune_epochs must be an integer >= 0, got {self.finetune_epochs!r}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_real("keep", self.keep, 0.0, 1.0)
+        check_real("alpha", self.alpha, 0.0, 1.0, low_closed=True)
+        check_real("lr", self.lr, 0.0, math.inf, high_closed=False)
+        check_int("finetune_epochs", self.finetune_epochs, minimum=0)
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
         raise RuntimeError("vrpge layers use autograd; train them through MaskProcedure")
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> float:
-        return batch * n_in * n_out * (2 if input_grad else 1)
+        return dense_backward_madds(batch, n_in, n_out, input_grad)
 
     def check_training(self, n_epochs: int) -> None:
         if self.finetune_epochs >= n_epochs:
@@ -238,14 +193,11 @@ class NeuronMasks(BackwardRule):
             )
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
+@register_procedure(NeuronMasks)
 class MaskProcedure(Procedure):
     """VR-PGE's step: two sampled sub-networks, averaged weight gradient, s update, projection."""
 
-    def __init__(self, model: MLP, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> None:
+    def __init__(self, model: Layered, optimizer: torch.optim.Optimizer, timers: Timers, seed: int) -> None:
         super().__init__(model, optimizer, timers, seed)
         rule = model.layers[0].rule
         if not isinstance(rule, NeuronMasks):
@@ -260,7 +212,7 @@ class MaskProcedure(Procedure):
         self.s_optimizer = torch.optim.Adam([self.s], lr=rule.lr)
         self.generator = torch.Generator(device=device).manual_seed(seed + MASK_SEED_OFFSET)
         self.frozen: list[Tensor] | None = None
-        self.grads = GradBuffers(model)
+        self.sink = GradSink()
 
     # -- masks -------------------------------------------------------------
 
@@ -310,11 +262,11 @@ class MaskProcedure(Procedure):
         with t["backward"].measure():
             loss.backward()
             # The weights' gradient: the mean of the two sub-networks' (the 0.5 above).
-            self.grads.start()
-            self.grads.add(blocks1)
-            self.grads.add(blocks2)
+            write_block_grads(self.sink, self.model, blocks1)
+            write_block_grads(self.sink, self.model, blocks2)
         with t["optimizer"].measure():
             self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         with t["select"].measure():
             self.update_s(m1, float(loss1.detach() - loss2.detach()))
         f1, b1 = subnetwork_madds(self.model, keep1, len(yb))
@@ -331,10 +283,10 @@ class MaskProcedure(Procedure):
             loss = F.cross_entropy(blocks_forward(blocks, xb), yb)
         with t["backward"].measure():
             loss.backward()
-            self.grads.start()
-            self.grads.add(blocks)
+            write_block_grads(self.sink, self.model, blocks)
         with t["optimizer"].measure():
             self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         self.count(*subnetwork_madds(self.model, self.frozen, len(yb)), len(yb))
         self.step_count += 1
         return loss.detach()
@@ -374,5 +326,3 @@ class MaskProcedure(Procedure):
         self.generator.set_state(state["generator"])
         self.frozen = None if state["frozen"] is None else [k.to(self.s.device) for k in state["frozen"]]
 
-
-NeuronMasks.procedure = MaskProcedure

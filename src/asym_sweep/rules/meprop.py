@@ -1,4 +1,5 @@
-"""meProp's variants (``../shared/seeds/003``) and random selection (``002``, Figure 3).
+"""meProp's variants ("Variations of meProp", the meProp authors' notes) and random selection
+(SWAT, "Sparse Weight Activation Training", Figure 3).
 
 All of them keep meProp's backward (thesis eqs. 7.1-7.3: only the selected
 sensitivities of a layer propagate, to the weight, bias and input gradients) and
@@ -19,7 +20,7 @@ random              k entries drawn uniformly at random, unscaled               
                                                                                     hypothesis)
 ==================  ==============================================================  ===========
 
-Scopes as in ``sparse.py``: ``sample`` selects per example (masks on dense
+Scopes as in ``thesis.py``: ``sample`` selects per example (masks on dense
 products), ``batch`` selects one set of output neurons per mini-batch and runs
 compact products on it. For ``topk_norm`` the batch scope applies the mass rule
 to the magnitudes summed over the batch (meProp's "unified" selection); its
@@ -38,31 +39,18 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor
 
-from asym_sweep.sparse import (
+from asym_sweep.backward import (
     BackwardRule,
+    OneK,
     SelectedSensitivities,
-    TopK,
-    _check_k,
-    _timed,
+    check_k,
+    check_real,
     dense_grads,
     register_rule,
     row_block_grads,
-    topk_columns,
+    timed,
 )
-
-
-def fraction_k(fraction: float, n: int) -> int:
-    """``ceil(fraction * n)``, at least 1; rounded first so that 0.3 * 10 is 3, not 4."""
-    return max(1, min(n, math.ceil(round(fraction * n, 9))))
-
-
-def _check_fraction(name: str, value: Any, allow_one: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
-    upper_ok = value <= 1.0 if allow_one else value < 1.0
-    if not (value > 0.0 and upper_ok):
-        bound = "(0, 1]" if allow_one else "(0, 1)"
-        raise ValueError(f"{name} must be in {bound}, got {value}")
+from asym_sweep.selection import keep_count, topk_columns
 
 
 @register_rule("topk_fraction")
@@ -74,10 +62,10 @@ class FractionTopK(SelectedSensitivities):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_fraction("fraction", self.fraction)
+        check_real("fraction", self.fraction, 0.0, 1.0)
 
     def current_k(self, n_out: int) -> int:
-        return fraction_k(self.fraction, n_out)
+        return keep_count(self.fraction, n_out)
 
 
 @dataclass(kw_only=True)
@@ -90,10 +78,9 @@ class _AnnealedTopK(SelectedSensitivities):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_k("k", self.k)
-        _check_k("min_k", self.min_k)
-        if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not 0.0 < self.factor < 1.0:
-            raise ValueError(f"factor must be in (0, 1) so that k decreases, got {self.factor!r}")
+        check_k("k", self.k)
+        check_k("min_k", self.min_k)
+        check_real("factor", self.factor, 0.0, 1.0, high_closed=False, why=" so that k decreases")
         if self.min_k > self.k:
             raise ValueError(f"min_k ({self.min_k}) must not exceed the starting k ({self.k})")
         self.k_now = self.k
@@ -200,17 +187,17 @@ class NormLimitedTopK(BackwardRule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_fraction("tau", self.tau, allow_one=False)
+        check_real("tau", self.tau, 0.0, 1.0, high_closed=False)
         self.kept_rows = 0.0  # selected (example, neuron) pairs of the last backward, for FLOPs
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
         if self.scope == "sample":
-            with _timed(clock):
+            with timed(clock):
                 counts = norm_limited_counts(g, self.tau)
                 g = keep_first(g, counts)
             self.kept_rows = float(counts.sum())
             return dense_grads(g, x, weight, needs)
-        with _timed(clock):
+        with timed(clock):
             k = int(norm_limited_counts(g.abs().sum(0), self.tau))
             rows = topk_columns(g, k)
         self.kept_rows = float(g.shape[0] * k)
@@ -238,9 +225,12 @@ def random_rows(v: Tensor, k: int) -> Tensor:
 
 @register_rule("random")
 @dataclass(kw_only=True)
-class RandomK(TopK):
+class RandomK(SelectedSensitivities, OneK):
     """k sensitivities chosen uniformly at random: the null hypothesis for top-k
-    (002 Figure 3 sets random components to zero). No rescaling of what is kept."""
+    (SWAT's Figure 3 sets random components to zero). No rescaling of what is kept."""
+
+    def current_k(self, n_out: int) -> int:
+        return min(self.k, n_out)
 
     def select_each(self, g: Tensor, k: int) -> Tensor:
         return random_rows(g, k)

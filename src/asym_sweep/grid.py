@@ -1,0 +1,88 @@
+"""The thesis' grid: its datasets and architectures, its four methods, their tags and the baseline.
+
+Thesis 9.1.2: Fashion-MNIST on 25 architectures, ``l1..l5 x 64, 128, 256, 512, 1024``
+(listed width by width, the order of its Tables 9.3-9.52); MNIST on ``l1-512`` only (9.1.1,
+meProp's setup). Four methods, each a ``conf/method`` file: symmetric training with dropout
+0.4 (the baseline of every comparison), top-k asymmetry (k=40), complete sparsification
+(k=170) and partial connectivity (k1=40, k2=200).
+
+The methods' tags are derived from their config files, never written here: change ``k`` in
+``conf/method/topk.yaml`` and the status, the sweep's cells and the report's comparison with
+the thesis follow (the thesis' own numbers stay those of its k=40).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from omegaconf import OmegaConf
+
+from asym_sweep.config import CONF_DIR
+from asym_sweep.methods import MethodConfig
+from asym_sweep.model import Arch
+
+DEPTHS = (1, 2, 3, 4, 5)
+WIDTHS = (64, 128, 256, 512, 1024)
+FASHION_ARCHS: tuple[str, ...] = tuple(Arch(depth, width).name for width in WIDTHS for depth in DEPTHS)
+ARCHS = {"fashion_mnist": FASHION_ARCHS, "mnist": ("l1-512",)}
+# In the presets' sweep order; the report lists them in the thesis' table order (`ROW_ORDER`).
+METHODS = ("dropout", "topk", "complete", "partial")
+ROW_ORDER = ("dropout", "topk", "partial", "complete")
+BASELINE = "dropout"
+LABELS = {
+    "dropout": "Symmetric dropout",
+    "topk": "Top-k asymmetry",
+    "partial": "Partial connectivity",
+    "complete": "Complete sparsification",
+}
+
+
+def method_from_conf(name: str, conf_dir: Path = CONF_DIR) -> MethodConfig:
+    """The method defined by ``conf/method/<name>.yaml``."""
+    return MethodConfig.from_config(OmegaConf.load(conf_dir / "method" / f"{name}.yaml"))
+
+
+@dataclass(frozen=True)
+class ThesisGrid:
+    """The thesis' methods as ``conf/method`` defines them now."""
+
+    specs: dict[str, MethodConfig]  # method name -> its config
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Method name -> tag (``topk`` -> ``topk-k40``)."""
+        return {name: spec.tag() for name, spec in self.specs.items()}
+
+    @property
+    def baseline_tag(self) -> str:
+        return self.specs[BASELINE].tag()
+
+    def method_of(self, tag: str) -> str | None:
+        """The thesis method whose tag this is, None for any other tag."""
+        return next((name for name, t in self.tags.items() if t == tag), None)
+
+    def label(self, tag: str) -> str:
+        """``Top-k asymmetry k=40``; any other tag is its own label."""
+        name = self.method_of(tag)
+        if name is None:
+            return tag
+        spec = self.specs[name]
+        if name == BASELINE:
+            return f"{LABELS[name]} {spec.dropout:g}"
+        return f"{LABELS[name]} " + ", ".join(f"{k}={v}" for k, v in spec.params.items())
+
+    def order(self, tags: Iterable[str]) -> list[str]:
+        """The thesis' row order first, then any other tags alphabetically."""
+        tags = set(tags)
+        ours = [self.tags[name] for name in ROW_ORDER]
+        return [t for t in ours if t in tags] + sorted(tags - set(ours))
+
+    def cells(self, dataset: str, seeds: int) -> set[tuple[str, str, int]]:
+        """``(arch, tag, seed)`` of every run of the grid on ``dataset``."""
+        return {(a, t, s) for a in ARCHS.get(dataset, ()) for t in self.tags.values() for s in range(seeds)}
+
+
+def load_grid(conf_dir: Path = CONF_DIR) -> ThesisGrid:
+    return ThesisGrid({name: method_from_conf(name, conf_dir) for name in METHODS})

@@ -1,0 +1,57 @@
+"""The package's shape: no import circle, no import against the layers, one owner per shared
+definition (the grid in the presets, the run-folder layout in Hydra's config)."""
+
+from __future__ import annotations
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from asym_sweep import grid, records
+from asym_sweep.config import CONF_DIR
+from asym_sweep.launch import register_configs
+from helpers import load_script
+
+
+def compose_with_hydra(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def test_no_import_circle_and_no_import_against_the_layers(capsys):
+    graph = load_script("import_graph")
+    edges, _ = graph.graph(graph.SRC)
+    assert graph.circles(edges) == []
+    assert graph.arrows_up(edges) == []
+    assert graph.main([]) == 0 and "circles: 0" in capsys.readouterr().out
+
+
+def test_the_import_check_finds_a_circle_and_an_arrow_back_up():
+    graph = load_script("import_graph")
+    edges = {"backward": {"model"}, "model": {"backward"}, "rules.thesis": {"config"}}
+    assert graph.circles(edges) == [["backward", "model"]]
+    up = graph.arrows_up(edges)
+    assert "backward (engine) imports model (model)" in up and any("a rule module imports config" in u for u in up)
+
+
+def test_the_presets_sweep_the_grid_of_grid_py():
+    cfg = compose_with_hydra(["+experiment=thesis_fashion"])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    assert params["arch"].split(",") == list(grid.FASHION_ARCHS)
+    assert params["method"].split(",") == list(grid.METHODS)
+    assert params["seed"] == "range(0,5)"
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")  # one 1-thread job per core
+    mnist = compose_with_hydra(["+experiment=thesis_mnist"])
+    assert [mnist.arch] == list(grid.ARCHS["mnist"])
+    assert OmegaConf.to_container(mnist.hydra.sweeper.params, resolve=True)["method"].split(",") == list(grid.METHODS)
+    every = compose_with_hydra(["+experiment=thesis_grid"])
+    assert OmegaConf.to_container(every.hydra.sweeper.params, resolve=True)["arch"].split(",") == list(grid.FASHION_ARCHS)
+
+
+def test_hydras_run_folder_is_the_records_layout():
+    for overrides in ([], ["method=partial", "arch=l2-128", "seed=3"], ["method=dropout", "train.epochs=2", "train.batch_size=10"]):
+        cfg = compose_with_hydra(overrides)
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        assert cfg.hydra.run.dir == str(records.run_dir(job))
+        assert cfg.hydra.sweep.subdir == records.run_subdir(job)
+        assert cfg.hydra.sweep.dir == job.runs_root
