@@ -9,7 +9,7 @@ RUNS  ?= outputs/runs
 REPORT ?= outputs/report
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test sweep status report bench bench-ensemble bench-cold-ops clean
+.PHONY: help setup data run test sweep projection readings status report bench bench-ensemble bench-cold-ops clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ test: setup  ## set up (incl. chromium for the report's browser test, when possi
 
 sweep: data  ## the thesis' Fashion-MNIST grid: 25 archs x 4 methods x 5 seeds (resumable)
 	$(PY) -m asym_sweep --multirun +experiment=thesis_fashion $(ARGS)
+
+projection: setup  ## how long `make sweep` will take here, from finished runs and measured steps (trains nothing)
+	$(PY) -m asym_sweep --multirun +experiment=thesis_fashion projection=only $(ARGS)
+
+readings: data  ## the readings panel: every reading of conf/reading on six cells x 3 seeds (resumable)
+	$(PY) -m asym_sweep --multirun +experiment=readings $(ARGS)
 
 status: setup  ## progress of the sweeps under RUNS
 	$(PY) -m asym_sweep.status --runs $(RUNS)

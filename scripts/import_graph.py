@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("rules", ("rules", "rules.*")),
     ("model", ("model", "methods", "sparse")),
     ("setup", ("config", "grid", "records")),
-    ("running", ("train", "launch", "status")),
+    ("running", ("train", "projection", "launch", "status")),
     ("report", ("report", "report.*")),
     ("command line", ("__main__",)),
 ]

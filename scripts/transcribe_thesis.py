@@ -1,7 +1,7 @@
 """One-off tool: transcribe the thesis' result tables (9.1-9.52) into
 ``src/asym_sweep/report/thesis_reference.csv``.
 
-    python scripts/transcribe_thesis.py ../shared/seeds/000_*.txt
+    python scripts/transcribe_thesis.py THESIS.txt   # the thesis as text
 
 The CSV is committed; this script documents where every number came from and
 lets anyone re-derive it. It reads the tab-separated rows that precede each

@@ -1,4 +1,4 @@
-"""meProp's variants (seeds/003) and random selection (seeds/002) against references, in float64."""
+"""meProp's variants and random selection (SWAT's Figure 3) against references, in float64."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SWAT and SAW against a straightforward reference (seeds/002, Algorithm 1), in float64."""
+"""SWAT and SAW against a straightforward reference ("Sparse Weight Activation Training", Algorithm 1), in float64."""
 
 from __future__ import annotations
 

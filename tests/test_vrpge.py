@@ -1,4 +1,4 @@
-"""VR-PGE (seeds/004): projection, estimator, compact sub-networks, the two-pass procedure."""
+"""VR-PGE (learned neuron masks): projection, estimator, compact sub-networks, the two-pass procedure."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ import torch
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from asym_sweep.methods import MethodConfig
-from asym_sweep.model import parse_arch
+from asym_sweep.data import SCALINGS
+from asym_sweep.model import DROPOUT_AT, parse_arch
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -31,6 +32,9 @@ class DatasetConfig:
     val_size: int = 5000
     # Use only the first N of the remaining training images (None: all of them).
     train_limit: Optional[int] = None
+    # Pixels divided by 255 into [0, 1] ("unit", the thesis states no other scaling), or then
+    # standardised by the training split's mean and standard deviation ("standard").
+    scaling: str = "unit"
     epochs: int = MISSING  # the thesis' epoch count for this dataset
 
 
@@ -66,6 +70,9 @@ class RunConfig:
     runs_root: str = "outputs/runs"
     # Number of seeds that the thesis presets sweep (seed=range(0, n_seeds)).
     n_seeds: int = 5
+    # A multirun's projected time (asym_sweep.projection): "off", "print" it before the jobs
+    # start, or "only" print it and train nothing.
+    projection: str = "off"
 
 
 # Settings that change how a run executes but not what it computes; a finished
@@ -73,7 +80,7 @@ class RunConfig:
 # floating-point sums (e.g. val acc 0.8486 with 2 threads, 0.8490 with 1 on l1-64 top-k), but
 # they are recorded in result.json, not made part of the identity: otherwise the same cell run
 # on a 2-core laptop and a 16-core node would never count as one.
-NON_IDENTITY_KEYS = ("device", "threads", "progress", "runs_root", "n_seeds", "dataset.root", "train.checkpoint")
+NON_IDENTITY_KEYS = ("device", "threads", "progress", "runs_root", "n_seeds", "projection", "dataset.root", "train.checkpoint")
 
 # Settings outside the method that change a run's numbers, and their forms in the folder name.
 # A run whose values all equal the reference setup (`reference_settings`) keeps the plain
@@ -81,6 +88,7 @@ NON_IDENTITY_KEYS = ("device", "threads", "progress", "runs_root", "n_seeds", "d
 # ``topk-k40+e2+b10`` is top-k with 2 epochs and batch 10. The method's own settings are in
 # the method tag (`methods.MethodConfig.tag`).
 SETTING_TAGS = {
+    "dataset.scaling": "",  # +standard
     "dataset.val_size": "val",
     "dataset.train_limit": "n",
     "train.epochs": "e",
@@ -116,9 +124,32 @@ def _tag_value(value: Any) -> str:
     return f"{value:g}".replace("e+", "e") if isinstance(value, float) else str(value)
 
 
+# Keys added to the schema after runs were first recorded: a saved config without one was run
+# with the schema's default, and is completed with it before it is compared or named.
+ADDED_SETTINGS = ("dataset.scaling", "method.dropout_at")
+
+
+def with_defaults(cfg: DictConfig | dict) -> dict:
+    """A plain copy of ``cfg`` (resolved; Hydra's own node left out) holding every key of `ADDED_SETTINGS`."""
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    # Not the hydra node: its run folder resolves through this very function (records.run_subdir).
+    data = {key: _plain(node, key) for key in node if key != "hydra"}
+    for key in ADDED_SETTINGS:
+        head, _, tail = key.partition(".")
+        node = data.setdefault(head, {})
+        if isinstance(node, dict) and tail not in node:
+            node[tail] = OmegaConf.select(OmegaConf.structured(RunConfig), key)
+    return data
+
+
+def _plain(node: DictConfig, key: str) -> Any:
+    value = node[key]
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
 def settings_tag(cfg: DictConfig | dict) -> str:
     """``+e2+b10``: the settings of ``cfg`` that differ from the reference setup ('' if none)."""
-    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    node = OmegaConf.create(with_defaults(cfg))
     ref = reference_settings(str(OmegaConf.select(node, "dataset.name")))
     parts = []
     for key, short in SETTING_TAGS.items():
@@ -129,9 +160,8 @@ def settings_tag(cfg: DictConfig | dict) -> str:
 
 
 def identity(cfg: DictConfig | dict) -> dict:
-    """The resolved config minus the settings in `NON_IDENTITY_KEYS`."""
-    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    """The resolved config (completed by `with_defaults`) minus the settings in `NON_IDENTITY_KEYS`."""
+    data = with_defaults(cfg)
     for key in NON_IDENTITY_KEYS:
         head, _, tail = key.partition(".")
         if tail:
@@ -212,8 +242,11 @@ def validate(cfg: DictConfig) -> None:
         (cfg.dataset.train_limit is None or cfg.dataset.train_limit >= 1, "dataset.train_limit must be >= 1 or null"),
         (cfg.threads >= 0, f"threads must be >= 0, got {cfg.threads}"),
         (cfg.progress in ("auto", "on", "off"), f"progress must be auto, on or off, got {cfg.progress!r}"),
+        (cfg.projection in ("off", "print", "only"), f"projection must be off, print or only, got {cfg.projection!r}"),
         (cfg.device == "auto" or cfg.device.split(":")[0] in ("cpu", "cuda", "mps"), f"device must be auto, cpu or cuda[:N], got {cfg.device!r}"),
         (0.0 <= cfg.method.dropout < 1.0, f"method.dropout must be in [0, 1), got {cfg.method.dropout}"),
+        (cfg.method.dropout_at in DROPOUT_AT, f"method.dropout_at must be one of {', '.join(DROPOUT_AT)}, got {cfg.method.dropout_at!r}"),
+        (cfg.dataset.scaling in SCALINGS, f"dataset.scaling must be one of {', '.join(SCALINGS)}, got {cfg.dataset.scaling!r}"),
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
     ]
     for ok, message in checks:

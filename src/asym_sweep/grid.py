@@ -31,12 +31,20 @@ ARCHS = {"fashion_mnist": FASHION_ARCHS, "mnist": ("l1-512",)}
 METHODS = ("dropout", "topk", "complete", "partial")
 ROW_ORDER = ("dropout", "topk", "partial", "complete")
 BASELINE = "dropout"
+# The readings panel (`+experiment=readings`): six cells spanning depth 1-5 and width
+# 64-1024, two of width 1024, and l3-512, where the thesis' partial connectivity beats top-k.
+PANEL = ("l5-64", "l2-128", "l1-256", "l3-512", "l1-1024", "l2-1024")
 LABELS = {
     "dropout": "Symmetric dropout",
     "topk": "Top-k asymmetry",
     "partial": "Partial connectivity",
     "complete": "Complete sparsification",
 }
+
+
+def readings(conf_dir: Path = CONF_DIR) -> tuple[str, ...]:
+    """Every reading of ``conf/reading/`` (one file each), cheapest-first order is the sweep's."""
+    return tuple(sorted(p.stem for p in (conf_dir / "reading").glob("*.yaml")))
 
 
 def method_from_conf(name: str, conf_dir: Path = CONF_DIR) -> MethodConfig:

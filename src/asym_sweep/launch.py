@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from asym_sweep import grid, records, resources
+from asym_sweep import grid, projection, records, resources
 from asym_sweep.config import RunConfig
 
 LAUNCH_ENV = "ASYM_SWEEP_LAUNCH"
@@ -55,17 +55,19 @@ def register_configs() -> None:
 
 
 def grid_values(what: str, dataset: str = "") -> str:
-    """A list of `grid` as a sweep value: ``archs`` of a dataset, or the thesis' ``methods``."""
+    """A list of `grid` as a sweep value: ``archs`` of a dataset, the thesis' ``methods``, the
+    readings ``panel`` and its ``readings``."""
+    values = {"methods": grid.METHODS, "panel": grid.PANEL, "readings": grid.readings()}
     if what == "archs":
         return ",".join(grid.ARCHS[dataset])
-    if what == "methods":
-        return ",".join(grid.METHODS)
-    raise ValueError(f"${{grid:{what}}}: expected archs,<dataset> or methods")
+    if what not in values:
+        raise ValueError(f"${{grid:{what}}}: expected archs,<dataset>, methods, panel or readings")
+    return ",".join(values[what])
 
 
-def jobs_of_launch() -> int:
+def jobs_of_launch(launcher: DictConfig | None = None) -> int:
     """How many jobs the launcher runs at once on this machine (1 for the basic launcher)."""
-    launcher = HydraConfig.get().launcher
+    launcher = launcher if launcher is not None else HydraConfig.get().launcher
     if "cpus_per_task" in launcher and launcher.cpus_per_task:
         return 1  # a cluster job has its cores to itself
     n_jobs = launcher.get("n_jobs") if "n_jobs" in launcher else 1
@@ -74,9 +76,9 @@ def jobs_of_launch() -> int:
     return int(n_jobs)
 
 
-def threads_for_job(cfg: DictConfig, jobs: int) -> resources.ThreadChoice:
+def threads_for_job(cfg: DictConfig, jobs: int, launcher: DictConfig | None = None) -> resources.ThreadChoice:
     """Torch threads so that parallel jobs x threads fits the cores other work leaves free."""
-    launcher = HydraConfig.get().launcher
+    launcher = launcher if launcher is not None else HydraConfig.get().launcher
     if cfg.threads == 0 and "cpus_per_task" in launcher and launcher.cpus_per_task:
         cores = int(launcher.cpus_per_task)
         return resources.ThreadChoice(cores, 1, cores, None, "hydra.launcher.cpus_per_task")
@@ -150,6 +152,15 @@ def interrupted_summary() -> str:
     return "\n".join(["asym-sweep: interrupted; run the same command again to resume (finished runs are skipped)"] + lines)
 
 
+def print_projection(config: DictConfig) -> None:
+    """The launch's projected time (`projection`), before any job starts."""
+    params = OmegaConf.to_container(config.hydra.sweeper.params, resolve=True) if config.hydra.sweeper.get("params") else {}
+    jobs = jobs_of_launch(config.hydra.launcher)
+    threads = threads_for_job(config, jobs, config.hydra.launcher).threads
+    overrides = projection.job_overrides(params or {}, config.hydra.overrides.task)
+    print(projection.render(projection.project(overrides, Path(config.runs_root), jobs, threads)), file=sys.stderr, flush=True)
+
+
 class LaunchSummary(Callback):
     """Hydra callback: opens a ledger at launch start, reports it at the end."""
 
@@ -166,6 +177,10 @@ class LaunchSummary(Callback):
         self.jobs = 1
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("projection", "off") != "off":
+            print_projection(config)
+            if config.projection == "only":
+                raise LaunchExit(0)
         self._start(config)
         self.jobs = None  # the sweeper knows; every job records itself
 

@@ -34,6 +34,9 @@ class MethodConfig:
     params: Dict[str, Any] = field(default_factory=dict)
     scope: str = "batch"
     dropout: float = 0.0
+    # Where dropout acts (thesis 9.1.2 says only "dropout 0.4"): after every hidden layer's ReLU
+    # ("all"), or after the last hidden layer only, before the output layer ("last").
+    dropout_at: str = "all"
     # The thesis applies its rule to every layer; the output layer (10 units) is
     # unaffected whenever k >= 10 anyway, but a user may exclude it explicitly.
     sparsify_output: bool = True
@@ -46,6 +49,7 @@ class MethodConfig:
             params=_plain(cfg.get("params") or {}),
             scope=str(cfg.get("scope", "batch")),
             dropout=float(cfg.get("dropout", 0.0)),
+            dropout_at=str(cfg.get("dropout_at", "all")),
             sparsify_output=bool(cfg.get("sparsify_output", True)),
         )
 
@@ -65,9 +69,12 @@ class MethodConfig:
         ``topk-k40``, ``partial-k1_40-k2_200``, ``dropout-p0.4``, ``topk-k40-sample``.
         """
         parts = [self.name]
-        parts += [_param_tag(key, value) for key, value in sorted(self.params.items())]
+        # A parameter given as null is the rule's default and names nothing.
+        parts += [_param_tag(key, value) for key, value in sorted(self.params.items()) if value is not None]
         if self.dropout > 0.0:
             parts.append(f"p{self.dropout:g}")
+            if self.dropout_at != "all":
+                parts.append(f"at_{self.dropout_at}")
         if self.rule != "dense" and self.scope != "batch":
             parts.append(self.scope)
         if not self.sparsify_output:
@@ -80,7 +87,8 @@ def _param_tag(key: str, value: Any) -> str:
         text = "_".join(_value_text(v) for v in value) or "none"
     else:
         text = _value_text(value)
-    sep = "_" if key[-1].isdigit() else ""
+    # k40, k1_40, x_scope_sample: a number follows its key, a word is set apart from it.
+    sep = "_" if key[-1].isdigit() or isinstance(value, str) else ""
     return f"{key}{sep}{text}".replace("/", "_").replace(" ", "")
 
 

@@ -16,6 +16,7 @@ from asym_sweep.timing import Stopwatch
 
 N_INPUTS = 28 * 28
 N_CLASSES = 10
+DROPOUT_AT = ("all", "last")
 _ARCH_PATTERN = re.compile(r"l([0-9]+)-([0-9]+)")
 
 
@@ -87,7 +88,8 @@ class MLP(nn.Module):
     """784 inputs, ``depth`` ReLU hidden layers, 10 logits.
 
     Dropout (symmetric baseline, p=0.4 in the thesis) acts on hidden activations
-    after the ReLU, never on the input pixels or the logits.
+    after the ReLU, never on the input pixels or the logits: after every hidden layer
+    (``dropout_at="all"``) or only after the last one (``"last"``, `DROPOUT_AT`).
 
     Every layer after the first reads a ReLU output (scaled by dropout's 1/(1-p) at most),
     so it is told its input is non-negative (`backward.Needs`); the first layer is told so
@@ -95,7 +97,8 @@ class MLP(nn.Module):
     """
 
     def __init__(
-        self, arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0, nonnegative_pixels: bool = False
+        self, arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0, nonnegative_pixels: bool = False,
+        dropout_at: str = "all",
     ) -> None:
         super().__init__()
         shapes = arch.layer_shapes()
@@ -103,8 +106,12 @@ class MLP(nn.Module):
             raise ValueError(f"{arch.name} has {len(shapes)} layers but {len(rules)} rules were given")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if dropout_at not in DROPOUT_AT:
+            raise ValueError(f"dropout_at must be one of {', '.join(DROPOUT_AT)}, got {dropout_at!r}")
         self.arch = arch
         self.dropout = dropout
+        # Per hidden layer: whether dropout follows its ReLU.
+        self.dropped = [dropout > 0.0 and (dropout_at == "all" or n == arch.depth - 1) for n in range(arch.depth)]
         self.layers = nn.ModuleList(
             SparseLinear(i, o, r, nonnegative_input=n > 0 or nonnegative_pixels)
             for n, ((i, o), r) in enumerate(zip(shapes, rules))
@@ -130,9 +137,9 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x.reshape(x.shape[0], -1)
         *hidden, last = self.layers
-        for layer in hidden:
+        for layer, dropped in zip(hidden, self.dropped):
             x = F.relu(layer(x))
-            if self.dropout > 0.0:
+            if dropped:
                 x = F.dropout(x, self.dropout, self.training)
         return last(x)
 
@@ -158,12 +165,13 @@ def build_mlp(
     dropout: float = 0.0,
     seed: int | None = None,
     nonnegative_pixels: bool = False,
+    dropout_at: str = "all",
 ) -> MLP:
     """An initialised MLP; ``seed`` makes the initial weights reproducible.
 
     ``nonnegative_pixels``: the inputs it will be fed have no negative entry (see `MLP`).
     """
-    model = MLP(arch, rules, dropout, nonnegative_pixels)
+    model = MLP(arch, rules, dropout, nonnegative_pixels, dropout_at)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     model.reset_parameters(generator)
     return model

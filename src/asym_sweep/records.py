@@ -115,7 +115,7 @@ COMPLETED_KEYS = {
 }
 DESCRIPTIVE_KEYS = {  # written by every completed run, derived from the config
     "depth": int, "width": int, "method_tag": str, "rule": str, "method_params": dict, "scope": str,
-    "dropout": float, "sparsify_output": bool, "batch_size": int, "n_train": int, "n_val": int, "n_test": int,
+    "dropout": float, "dropout_at": str, "sparsify_output": bool, "batch_size": int, "n_train": int, "n_val": int, "n_test": int,
     "steps": int, "resumed_at_epochs": list, "environment": dict, "started_at": str, "finished_at": str,
 }
 FINAL_KEYS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
@@ -127,7 +127,7 @@ ENVIRONMENT_KEYS = ("torch", "python", "device", "device_name", "threads", "jobs
                     "loadavg_start", "loadavg_end", "other_busy_cores", "git_commit", "git_dirty", "package_version",
                     "malloc_keeps_freed_memory", "host", "data_source")
 # Since version 1 first shipped (older results lack them): the load and code provenance.
-ADDED_KEYS = ("history[].other_busy_cores", "environment.jobs", "environment.cores", "environment.thread_choice",
+ADDED_KEYS = ("dropout_at", "history[].other_busy_cores", "environment.jobs", "environment.cores", "environment.thread_choice",
               "environment.loadavg_start", "environment.loadavg_end", "environment.other_busy_cores",
               "environment.git_commit", "environment.git_dirty", "environment.package_version")
 

@@ -166,21 +166,29 @@ def build(cfg: DictConfig, run_dir: Path) -> Training:
     device = resolve_device(cfg.device)
     spec = MethodConfig.from_config(cfg.method)
     arch = parse_arch(cfg.arch)
-    splits = load_splits(cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit).to(device)
+    splits = load_splits(cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit,
+                         cfg.dataset.scaling).to(device)
     torch.manual_seed(cfg.seed + DROPOUT_SEED_OFFSET)
     shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
     # load_splits yields pixels in [0, 1], so the first layer may rank its input without abs
     # (backward.Needs); checked on the data rather than assumed, since a wrong promise would
     # change what the rules select.
     pixels_nonnegative = len(splits.train_x) == 0 or bool(splits.train_x.min() >= 0)
+    model, optimizer, timers, procedure = build_learner(cfg, spec, arch, device, pixels_nonnegative)
+    return Training(cfg, run_dir, device, spec, arch, splits, model, optimizer, timers, procedure, shuffle, identity(cfg))
+
+
+def build_learner(cfg: DictConfig, spec: MethodConfig, arch: Arch, device: torch.device,
+                  pixels_nonnegative: bool) -> tuple[MLP, torch.optim.Optimizer, Timers, Procedure]:
+    """The model (initialised from the run's seed), its Adam and the method's procedure."""
     model = build_mlp(
-        arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=cfg.seed, nonnegative_pixels=pixels_nonnegative
+        arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=cfg.seed, nonnegative_pixels=pixels_nonnegative,
+        dropout_at=spec.dropout_at,
     ).to(device)
     o = cfg.train.optim
     optimizer = make_adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     timers = Timers(device_sync(device))
-    procedure = make_procedure(model, optimizer, timers, int(cfg.seed))
-    return Training(cfg, run_dir, device, spec, arch, splits, model, optimizer, timers, procedure, shuffle, identity(cfg))
+    return model, optimizer, timers, make_procedure(model, optimizer, timers, int(cfg.seed))
 
 
 def resume(t: Training, log: Callable[[str], None]) -> None:
@@ -192,7 +200,7 @@ def resume(t: Training, log: Callable[[str], None]) -> None:
         return
     if state is None:
         return
-    if state["identity"] != t.identity:
+    if identity(state["identity"]) != t.identity:  # completed with keys added since it was saved
         log(f"warning: {t.run_dir / records.CHECKPOINT_FILE} is from other settings; starting from scratch")
         return
     for key, (_, restore) in parts.items():
@@ -288,6 +296,7 @@ def result_record(t: Training, machine: Machine) -> dict[str, Any]:
         "method_params": dict(spec.params),
         "scope": spec.scope,
         "dropout": spec.dropout,
+        "dropout_at": spec.dropout_at,
         "sparsify_output": spec.sparsify_output,
         "seed": int(cfg.seed),
         "epochs": epochs,

@@ -37,8 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+from torch import Tensor
+
 
 from asym_sweep.backward import (
+    SCOPES,
     BackwardRule,
     OneK,
     SelectedSensitivities,
@@ -75,29 +79,46 @@ class TopK(SelectedSensitivities, OneK):
         return min(self.k, n_out)
 
 
+def check_scope(name: str, value: object) -> None:
+    """A per-attribute scope: ``sample``, ``batch``, or None (the rule's own `scope`)."""
+    if value is not None and value not in SCOPES:
+        raise ValueError(f"{name} must be one of {', '.join(SCOPES)} or null (the method's scope), got {value!r}")
+
+
 @register_rule("partial")
 @dataclass(kw_only=True)
 class Partial(BackwardRule):
-    """Partial connectivity (thesis eq. 7.6, 8.7-8.9): k1 sensitivities, k2 inputs for dW."""
+    """Partial connectivity (thesis eq. 7.6, 8.7-8.9): k1 sensitivities, k2 inputs for dW.
+
+    ``x_scope`` selects the inputs per example or per mini-batch apart from the sensitivities
+    (``scope``); None selects both alike. With batch-scope rows and per-example inputs the
+    weight gradient is still one compact product on the k1 selected rows, its inputs masked.
+    """
 
     k1: int
     k2: int
+    x_scope: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_k("k1", self.k1)
         check_k("k2", self.k2)
+        check_scope("x_scope", self.x_scope)
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
-        if self.scope == "sample":
-            with timed(clock):
-                g = topk_rows(g, self.k1)
-                xs = topk_rows(x, self.k2, needs.input_nonnegative) if needs.weight else x
-            return dense_grads(g, xs, weight, needs)
+        x_each = (self.x_scope or self.scope) == "sample"
         with timed(clock):
-            rows = topk_columns(g, self.k1)
-            cols = topk_columns(x, self.k2, needs.input_nonnegative) if needs.weight else None
-        return row_block_grads(g, x, weight, needs, rows, cols)
+            # eq. 8.7: the neurons (rows) kept by the sensitivity; eq. 8.8: the inputs kept by the weight adjoint.
+            rows = None if self.scope == "sample" else topk_columns(g, self.k1)
+            g = topk_rows(g, self.k1) if self.scope == "sample" else g
+            if not needs.weight:
+                xs, cols = x, None
+            elif x_each:
+                xs, cols = topk_rows(x, self.k2, needs.input_nonnegative), None
+            else:
+                xs, cols = x, topk_columns(x, self.k2, needs.input_nonnegative)
+        # rows None (per-example g) and cols None (per-example x): the masked dense products.
+        return row_block_grads(g, xs, weight, needs, rows, cols)
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k1, k2 = min(self.k1, n_out), min(self.k2, n_in)
@@ -107,28 +128,86 @@ class Partial(BackwardRule):
         return self.k1 >= n_out and self.k2 >= n_in
 
 
+# Complete's neuron set (eq. 8.3), in the readings the text supports (docs/methods.md):
+# rows: the neurons of topk(g); the perceptron adjoint sparsified per neuron (W~, eq. 7.5);
+# union: topk(g) united with the k neurons of largest incoming-weight magnitude, full rows of W;
+# union_params: that union, and the input gradient only through the parameters of eq. 8.5.
+NEURON_SETS = ("rows", "union", "union_params")
+
+
 @register_rule("complete")
-@dataclass
+@dataclass(kw_only=True)
 class Complete(OneK):
-    """Complete sparsification (thesis eqs. 7.4-7.5, 8.3-8.5): top-k of g, x and each row of W."""
+    """Complete sparsification (thesis eqs. 7.4-7.5, 8.3-8.5): top-k of g, x and the perceptron
+    adjoint W; ``neurons`` reads eq. 8.3's union (`NEURON_SETS`), ``x_scope`` as in `Partial`."""
+
+    neurons: str = "rows"
+    x_scope: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.neurons not in NEURON_SETS:
+            raise ValueError(f"neurons must be one of {', '.join(NEURON_SETS)}, got {self.neurons!r}")
+        check_scope("x_scope", self.x_scope)
 
     def backward(self, g, x, weight, needs, clock):  # type: ignore[override]
-        if self.scope == "sample":
-            with timed(clock):
-                g = topk_rows(g, self.k)
-                xs = topk_rows(x, self.k, needs.input_nonnegative) if needs.weight else x
-                w_tilde = topk_rows(weight, self.k) if needs.input else weight
-            return dense_grads(g, xs, w_tilde, needs)
+        if self.neurons == "rows":
+            return self._rows(g, x, weight, needs, clock)
+        return self._union(g, x, weight, needs, clock)
+
+    def _select_x(self, x: Tensor, needs) -> tuple[Tensor, Tensor | None]:
+        """eq. 8.4: the inputs kept by the weight adjoint, as a masked ``x`` (per example) or column indices."""
+        if not needs.weight and self.neurons != "union_params":
+            return x, None
+        if (self.x_scope or self.scope) == "sample":
+            return topk_rows(x, self.k, needs.input_nonnegative), None
+        return x, topk_columns(x, self.k, needs.input_nonnegative)
+
+    def _rows(self, g, x, weight, needs, clock):
         with timed(clock):
-            rows = topk_columns(g, self.k)
-            cols = topk_columns(x, self.k, needs.input_nonnegative) if needs.weight else None
-            # W~ is only needed on the selected rows: the others meet a zero sensitivity.
-            w_sel = topk_rows(gather_rows(weight, rows), self.k) if needs.input else None
-        return row_block_grads(g, x, weight, needs, rows, cols, w_sel)
+            xs, cols = self._select_x(x, needs)
+            if self.scope == "sample":
+                g, rows = topk_rows(g, self.k), None
+                w_tilde = topk_rows(weight, self.k) if needs.input else None
+            else:
+                rows = topk_columns(g, self.k)
+                # W~ is only needed on the selected rows: the others meet a zero sensitivity.
+                w_tilde = topk_rows(gather_rows(weight, rows), self.k) if needs.input else None
+        return row_block_grads(g, xs, weight, needs, rows, cols, w_tilde)
+
+    def _union(self, g, x, weight, needs, clock):
+        with timed(clock):
+            xs, cols = self._select_x(x, needs)
+            by_weight = topk_columns(weight.t(), self.k)  # the k neurons of largest summed |incoming weight|
+            if self.scope == "sample":
+                keep = topk_rows(g, self.k) != 0
+                if by_weight is not None:
+                    keep[:, by_weight] = True
+                g = torch.where(keep, g, torch.zeros((), dtype=g.dtype, device=g.device))
+                rows = None
+            else:
+                by_g = topk_columns(g, self.k)
+                rows = None if by_g is None or by_weight is None else torch.unique(torch.cat((by_g, by_weight)))
+        grads = row_block_grads(g, xs, weight, needs, rows, cols)
+        if self.neurons == "union_params" and grads.input is not None:
+            # eq. 8.5: back-propagate only through the kept parameters, the kept neurons' weights
+            # at the kept inputs: the previous layer's gradient is zero at every other input.
+            grad_x = grads.input * (xs != 0) if cols is None else _only_cols(grads.input, cols)
+            grads = grads._replace(input=grad_x)
+        return grads
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k_out, k_in = min(self.k, n_out), min(self.k, n_in)
-        return batch * k_out * k_in * (2 if input_grad else 1)
+        if self.neurons == "rows":
+            return batch * k_out * k_in * (2 if input_grad else 1)
+        k_union = min(2 * self.k, n_out)  # at most: the union of two k-sets
+        return batch * k_union * k_in + (batch * k_union * (k_in if self.neurons == "union_params" else n_in) if input_grad else 0)
 
     def keeps_everything(self, n_in: int, n_out: int) -> bool:
         return self.k >= n_out and self.k >= n_in
+
+
+def _only_cols(grad_x: Tensor, cols: Tensor) -> Tensor:
+    out = torch.zeros_like(grad_x)
+    out[:, cols] = grad_x[:, cols]
+    return out
