@@ -12,12 +12,13 @@ from asym_sweep import records
 from asym_sweep.model import parse_arch
 
 
-def run_config(root: Path, dataset: str, arch: str, method: str, rule: str, params: dict, seed: int, epochs: int, lr: float) -> dict[str, Any]:
+def run_config(root: Path, dataset: str, arch: str, method: str, rule: str, params: dict, seed: int, epochs: int, lr: float,
+               batch: int = 50) -> dict[str, Any]:
     return {
         "dataset": {"name": dataset, "root": "data", "val_size": 5000, "train_limit": None, "epochs": epochs},
         "method": {"name": method, "rule": rule, "params": params, "scope": "batch", "dropout": 0.4 if method == "dropout" else 0.0,
                    "sparsify_output": True},
-        "train": {"epochs": epochs, "batch_size": 50, "eval_batch_size": 10000,
+        "train": {"epochs": epochs, "batch_size": batch, "eval_batch_size": 10000,
                   "optim": {"lr": lr, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, "checkpoint": True},
         "arch": arch, "seed": seed, "device": "cpu", "threads": 1, "progress": "off", "runs_root": str(root), "n_seeds": 5,
     }
@@ -45,11 +46,12 @@ def write_run(
     threads: int = 1,
     jobs: int = 1,
     other_busy: float | None = 0.0,
+    batch: int = 50,
 ) -> Path:
     params = {"k": 40} if params is None else params
     epochs = epochs or {"fashion_mnist": 20, "mnist": 17}[dataset]  # the reference setup's: no settings tag
     run_dir = root / dataset / arch / tag / f"seed{seed}"
-    config = run_config(root, dataset, arch, method, rule, params, seed, epochs, lr)
+    config = run_config(root, dataset, arch, method, rule, params, seed, epochs, lr, batch)
     result: dict[str, Any] = {"schema_version": records.SCHEMA_VERSION, "status": status, "dataset": dataset, "arch": arch,
                               "method": method, "seed": seed, "config": config}
     if status == "failed":

@@ -15,13 +15,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="outputs/runs", help="runs root to read (default: outputs/runs)")
     parser.add_argument("--out", default="outputs/report", help="report folder, replaced as a whole (default: outputs/report)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per cell of the full thesis grid, for coverage (default: 5)")
+    parser.add_argument("--epoch", choices=["final", "best_val", "best_each"], default="final",
+                        help="which epoch a run reports: the last (default), that of best validation accuracy, or each accuracy's best")
     parser.add_argument("--no-static", action="store_true", help="skip PNG/SVG export even when kaleido is installed")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     tty = sys.stderr.isatty()
     try:
-        report = build(Path(args.runs), Path(args.out), args.seeds, static=not args.no_static,
+        report = build(Path(args.runs), Path(args.out), args.seeds, static=not args.no_static, epoch=args.epoch,
                        log=(lambda msg: sys.stderr.write(msg)) if tty else (lambda msg: None))
     except ReportError as err:
         print(f"asym-sweep report: error: {err}", file=sys.stderr)

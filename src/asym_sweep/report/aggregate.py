@@ -20,6 +20,15 @@ import pandas as pd
 from asym_sweep.report.stats import mean_ci
 
 GROUP = ["dataset", "arch", "depth", "width", "method_tag"]
+# Which epoch's accuracies a run reports (the thesis: 20 epochs "determined using early
+# stopping", tables of one number per run): the last epoch's; the epoch of best validation
+# accuracy (validation and test both from it); or the best validation and the best test
+# accuracy, each over the epochs.
+EPOCH_MODES = {
+    "final": ("val_acc", "test_acc"),
+    "best_val": ("bestval_val_acc", "bestval_test_acc"),
+    "best_each": ("max_val_acc", "max_test_acc"),
+}
 MEANS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio")
 
 
@@ -36,6 +45,7 @@ def summarize_group(group: pd.DataFrame) -> dict[str, object]:
         "n_failed": int((group["status"] == "failed").sum()),
         "mixed_settings": done["settings"].nunique() > 1,
         "rule": group["rule"].iloc[0],
+        "method": group["method"].iloc[0],
     }
     row.update(_ci_columns("val_acc", done["val_acc"]))
     row.update(_ci_columns("test_acc", done["test_acc"]))
@@ -63,10 +73,14 @@ def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def summarize(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """One row per group; ``backward_ratio`` is NaN where the group's baseline has no completed run."""
+def summarize(runs: pd.DataFrame, baseline: str, epoch: str = "final") -> pd.DataFrame:
+    """One row per group; ``backward_ratio`` is NaN where the group's baseline has no completed run.
+    ``epoch``: the reported epoch (`EPOCH_MODES`)."""
     if runs.empty:
         return pd.DataFrame(columns=[*GROUP, "n_seeds"])
+    val, test = EPOCH_MODES[epoch]
+    if epoch != "final":
+        runs = runs.assign(val_acc=runs[val], test_acc=runs[test])
     rows = [{**dict(zip(GROUP, key)), **summarize_group(g)} for key, g in runs.groupby(GROUP, sort=True)]
     table = pd.DataFrame(rows)
     base = table[table["method_tag"] == baseline].set_index(["dataset", "arch"])["backward_s_mean"]

@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from asym_sweep.report import figures, tables
+from asym_sweep.report import readings as rd
 from asym_sweep.report import thesis as th
 from asym_sweep import grid as thesis_grid
 from asym_sweep.grid import ThesisGrid, load_grid
@@ -53,8 +54,8 @@ class Frames:
     reference: pd.DataFrame
 
 
-def compute(collection: Collection, grid: ThesisGrid) -> Frames:
-    summary = summarize(collection.runs, grid.baseline_tag)
+def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final") -> Frames:
+    summary = summarize(collection.runs, grid.baseline_tag, epoch)
     reference = th.load_reference(grid)
     times = th.time_comparison(summary, reference, grid)
     return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
@@ -214,6 +215,40 @@ def arch_section(frames: Frames, w: Writer, dataset: str, arch: str, colors: dic
     return s
 
 
+def readings_display(table: pd.DataFrame, epoch: str) -> pd.DataFrame:
+    t = table[table["epoch"] == epoch].sort_values(["method", "agree_test", "mean_abs_diff_test"], ascending=[True, False, True])
+    pts = lambda v: f"{100 * v:.2f}"  # noqa: E731
+    return pd.DataFrame({
+        "Method": t["method"], "Reading (run tag)": t["reading"] + t["default"].map({True: " (default)", False: ""}),
+        "Cells": t["cells"], "Seeds": t["seeds"],
+        "Agree, val": [f"{a} of {c}" for a, c in zip(t["agree_val"], t["cells"])],
+        "Agree, test": [f"{a} of {c}" for a, c in zip(t["agree_test"], t["cells"])],
+        "Mean |diff| val (pts)": t["mean_abs_diff_val"].map(pts), "Mean |diff| test (pts)": t["mean_abs_diff_test"].map(pts),
+        "Mean diff test (pts)": t["mean_diff_test"].map(lambda v: f"{100 * v:+.2f}"),
+    })
+
+
+def readings_section(frames: Frames, w: Writer) -> Section | None:
+    """The readings page: agreement with the thesis per reading over the panel, and its claims."""
+    table = rd.reading_table(frames.collection.runs, frames.reference, frames.grid)
+    if table.empty or table["reading"].nunique() <= len(thesis_grid.METHODS):
+        return None
+    s = Section("readings", "Readings: which reading of the thesis' open points reproduces it")
+    s.add_text(f"Over the readings panel ({', '.join(thesis_grid.PANEL)}; python -m asym_sweep --multirun +experiment=readings). "
+               "A cell agrees when |ours - thesis| <= 1 point or the thesis' value lies inside our 95% CI. "
+               "Each reading is one run tag; docs/methods.md says what each computes.")
+    for epoch, what in (("final", "the final epoch"), ("best_val", "the epoch of best validation accuracy"),
+                        ("best_each", "the best validation and the best test accuracy over the epochs")):
+        w.table(s, readings_display(table, epoch), f"readings_{epoch}", f"Agreement with the thesis per reading, reporting {what}")
+    for label, choice in (("today's defaults", {m: frames.grid.tags[m] for m in thesis_grid.METHODS}),
+                          ("the best-agreeing reading of each method", rd.best_readings(table, "final"))):
+        claims = rd.claims(frames.collection.runs, frames.reference, frames.grid, choice, "final")
+        if not claims.empty:
+            w.table(s, claims.rename(columns=str.capitalize), f"readings_claims_{'defaults' if 'default' in label else 'best'}",
+                    f"The thesis' claims on the panel with {label}: " + ", ".join(f"{m} {t}" for m, t in choice.items()))
+    return s
+
+
 def export_static(figs: dict[str, go.Figure], folder: Path) -> str:
     """PNG and SVG of every figure when kaleido (and the browser it drives) works; otherwise why not."""
     try:
@@ -238,14 +273,14 @@ def _replace_dir(staging: Path, out_dir: Path) -> None:
 
 
 def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, log: Callable[[str], None] = print,
-          grid: ThesisGrid | None = None) -> Report:
+          grid: ThesisGrid | None = None, epoch: str = "final") -> Report:
     if not runs_root.is_dir():
         raise ReportError(f"no runs folder at {runs_root}; run a sweep first (python -m asym_sweep ...) or pass --runs")
     collection = collect(runs_root)
     if collection.runs.empty:
         extra = f" ({len(collection.in_progress)} in progress, {len(collection.problems)} damaged)" if collection.in_progress or collection.problems else ""
         raise ReportError(f"no finished runs under {runs_root}{extra}; run a sweep first (python -m asym_sweep ...) or pass --runs")
-    frames = compute(collection, grid or load_grid())
+    frames = compute(collection, grid or load_grid(), epoch)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -272,6 +307,9 @@ def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool
     data.add_links("thesis values (Tables 9.1-9.52)", w.data("thesis_reference", frames.reference))
     colors = figures.method_colors(list(frames.summary["method_tag"]) + list(frames.grid.tags.values()), frames.grid)
     sections = [summary_section(frames, w, seeds, colors)]
+    readings = readings_section(frames, w)
+    if readings is not None:
+        sections.append(readings)
     order = arch_order(frames)
     with_runs = set(map(tuple, runs[["dataset", "arch"]].drop_duplicates().to_numpy()))
     for i, (dataset, arch) in enumerate(order, start=1):

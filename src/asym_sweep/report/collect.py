@@ -96,6 +96,7 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
         "batch_size": result.get("batch_size"),
         "lr": config.get("train", {}).get("optim", {}).get("lr"),
         **{key: final.get(key) for key in records.FINAL_KEYS},
+        **epoch_picks(result.get("history", [])),
         **{key: timing.get(key) for key in records.TIMING_KEYS},
         "backward_madds": flops.get("backward_madds"),
         "dense_backward_madds": flops.get("dense_backward_madds"),
@@ -115,6 +116,16 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
         "error": result.get("error"),
         "settings": settings_key(config),
     }
+
+
+def epoch_picks(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The accuracies other readings of "the reported epoch" take (`aggregate.EPOCH_MODES`): at the
+    epoch of best validation accuracy (early stopping; ties: the earliest), and each one's best."""
+    if not history:
+        return {"best_val_epoch": None, "bestval_val_acc": None, "bestval_test_acc": None, "max_val_acc": None, "max_test_acc": None}
+    best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
+    return {"best_val_epoch": best["epoch"], "bestval_val_acc": best["val_acc"], "bestval_test_acc": best["test_acc"],
+            "max_val_acc": max(h["val_acc"] for h in history), "max_test_acc": max(h["test_acc"] for h in history)}
 
 
 def epoch_rows(row: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,124 @@
+"""The readings page: which reading of the thesis' open points reproduces its numbers, over the
+readings panel (`grid.PANEL`, ``+experiment=readings``).
+
+A *reading* is one run tag of a thesis method (``partial-k1_40-k2_200+b10``, ...). Per reading
+and per way of reporting the epoch (`aggregate.EPOCH_MODES`), over the panel's cells:
+
+* cells that agree with the thesis: ``|ours - thesis| <= 1 pt`` or the thesis' value inside our
+  95% CI, for validation and for test accuracy, and the mean ``|ours - thesis|``;
+* the thesis' qualitative claims on a *reading set* (one reading per method): the best method
+  of each cell, complete sparsification worst, partial connectivity ahead of top-k where the
+  width is 512-1024, and the backward-time ratio to dropout, ours beside the thesis'.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from asym_sweep.grid import BASELINE, METHODS, PANEL, ThesisGrid
+from asym_sweep.report.aggregate import EPOCH_MODES, summarize
+
+AGREE = 0.01  # one point of accuracy
+KEYS = ["dataset", "arch", "method"]
+
+
+def thesis_accuracy(reference: pd.DataFrame) -> pd.DataFrame:
+    ref = reference[reference["kind"] == "accuracy"]
+    cols = {c: f"thesis_{c}" for c in ("val", "val_lo", "val_hi", "test", "test_lo", "test_hi")}
+    return ref.rename(columns={**cols, "thesis_method": "method"})[["dataset", "arch", "method", *cols.values()]]
+
+
+def thesis_time_ratio(reference: pd.DataFrame) -> pd.DataFrame:
+    """The thesis' backward time of each method over its dropout's, per (dataset, arch)."""
+    t = reference[reference["kind"] == "time"].rename(columns={"thesis_method": "method"})
+    base = t[t["method"] == BASELINE].set_index(["dataset", "arch"])["backward_time"]
+    t = t.assign(thesis_ratio=t["backward_time"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(t[["dataset", "arch"]])).to_numpy())
+    return t[["dataset", "arch", "method", "thesis_ratio"]]
+
+
+def compared(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Every group of a thesis method beside the thesis' value of that method and cell."""
+    t = summary[summary["method"].isin(METHODS) & (summary["n_seeds"] > 0)].merge(thesis_accuracy(reference), on=KEYS)
+    for split in ("val", "test"):
+        diff = t[f"{split}_acc_mean"] - t[f"thesis_{split}"]
+        inside = (t[f"{split}_acc_lo"] <= t[f"thesis_{split}"]) & (t[f"thesis_{split}"] <= t[f"{split}_acc_hi"])
+        t[f"{split}_diff"] = diff
+        t[f"{split}_agree"] = (diff.abs() <= AGREE + 1e-12) | inside.fillna(False)
+    return t
+
+
+def panel_summary(runs: pd.DataFrame, grid: ThesisGrid, epoch: str, panel: tuple[str, ...] = PANEL) -> pd.DataFrame:
+    on_panel = runs[(runs["dataset"] == "fashion_mnist") & runs["arch"].isin(panel)]
+    return summarize(on_panel, grid.baseline_tag, epoch) if len(on_panel) else pd.DataFrame()
+
+
+def reading_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, panel: tuple[str, ...] = PANEL) -> pd.DataFrame:
+    """One row per (epoch mode, method, reading) with the panel's agreement figures."""
+    rows = []
+    for epoch in EPOCH_MODES:
+        summary = panel_summary(runs, grid, epoch, panel)
+        if summary.empty:
+            continue
+        for (method, tag), g in compared(summary, reference).groupby(["method", "method_tag"]):
+            rows.append({
+                "epoch": epoch, "method": method, "reading": tag, "default": tag == grid.tags.get(method),
+                "cells": len(g), "seeds": f"{int(g['n_seeds'].min())}-{int(g['n_seeds'].max())}",
+                "agree_val": int(g["val_agree"].sum()), "agree_test": int(g["test_agree"].sum()),
+                "mean_abs_diff_val": float(g["val_diff"].abs().mean()), "mean_abs_diff_test": float(g["test_diff"].abs().mean()),
+                "mean_diff_test": float(g["test_diff"].mean()),
+            })
+    return pd.DataFrame(rows)
+
+
+def best_readings(table: pd.DataFrame, epoch: str) -> dict[str, str]:
+    """Per method, the reading that agrees on the most cells (validation and test together),
+    then the smallest mean |difference|; only readings run on the most cells of their method."""
+    best = {}
+    for method, g in table[table["epoch"] == epoch].groupby("method"):
+        g = g[g["cells"] == g["cells"].max()]
+        g = g.assign(agree=g["agree_val"] + g["agree_test"], off=g["mean_abs_diff_val"] + g["mean_abs_diff_test"])
+        best[method] = g.sort_values(["agree", "off"], ascending=[False, True]).iloc[0]["reading"]
+    return best
+
+
+def claims(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, choice: dict[str, str], epoch: str,
+           panel: tuple[str, ...] = PANEL) -> pd.DataFrame:
+    """The thesis' qualitative claims on the panel, with one reading per method (``choice``)."""
+    summary = panel_summary(runs, grid, epoch, panel)
+    if summary.empty or set(choice) != set(METHODS):
+        return pd.DataFrame()
+    chosen = summary[summary.apply(lambda r: choice.get(r["method"]) == r["method_tag"], axis=1)]
+    ours = chosen.pivot_table(index="arch", columns="method", values="test_acc_mean")
+    ref = thesis_accuracy(reference)
+    ref = ref[(ref["dataset"] == "fashion_mnist") & ref["arch"].isin(panel)].pivot_table(index="arch", columns="method", values="thesis_test")
+    cells = [a for a in panel if a in ours.index and ours.loc[a].reindex(list(METHODS)).notna().all()]
+    rows = []
+    if cells:
+        o, t = ours.loc[cells, list(METHODS)], ref.loc[cells, list(METHODS)]
+        best_o, best_t = o.idxmax(axis=1), t.idxmax(axis=1)
+        rows.append({"claim": "best method per cell (test)", "ours": ", ".join(f"{a}: {best_o[a]}" for a in cells),
+                     "thesis": ", ".join(f"{a}: {best_t[a]}" for a in cells), "agree": f"{int((best_o == best_t).sum())} of {len(cells)}"})
+        worst_o, worst_t = o.idxmin(axis=1), t.idxmin(axis=1)
+        rows.append({"claim": "complete sparsification worst", "ours": f"{int((worst_o == 'complete').sum())} of {len(cells)}",
+                     "thesis": f"{int((worst_t == 'complete').sum())} of {len(cells)}", "agree": f"{int((worst_o == worst_t).sum())} of {len(cells)}"})
+        wide = [a for a in cells if int(a.split("-")[1]) >= 512]
+        if wide:
+            ahead_o = [a for a in wide if o.loc[a, "partial"] > o.loc[a, "topk"]]
+            ahead_t = [a for a in wide if t.loc[a, "partial"] > t.loc[a, "topk"]]
+            rows.append({"claim": "partial ahead of top-k, width 512-1024", "ours": ", ".join(ahead_o) or "none",
+                         "thesis": ", ".join(ahead_t) or "none", "agree": f"{sum((a in ahead_o) == (a in ahead_t) for a in wide)} of {len(wide)}"})
+    times = chosen.set_index(["arch", "method"])["backward_s_mean"]
+    ratio_t = thesis_time_ratio(reference)
+    ratio_t = ratio_t[(ratio_t["dataset"] == "fashion_mnist") & ratio_t["arch"].isin(panel)].set_index(["arch", "method"])["thesis_ratio"]
+    for method in METHODS:
+        if method == BASELINE:
+            continue
+        pairs = [(times[(a, method)] / times[(a, BASELINE)], ratio_t.get((a, method), math.nan))
+                 for a in panel if (a, method) in times.index and (a, BASELINE) in times.index]
+        if pairs:
+            rows.append({"claim": f"backward time / dropout's, {method} (mean over cells)",
+                         "ours": f"{sum(p[0] for p in pairs) / len(pairs):.3f}", "thesis": f"{sum(p[1] for p in pairs) / len(pairs):.3f}",
+                         "agree": f"{len(pairs)} cells"})
+    return pd.DataFrame(rows)

@@ -1,0 +1,87 @@
+"""The readings page: agreement per reading over the panel, the best reading per method, the
+thesis' claims, and the reported-epoch readings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from synthetic import write_run, write_thesis_run
+
+from asym_sweep.grid import load_grid
+from asym_sweep.report import readings as rd
+from asym_sweep.report import thesis as th
+from asym_sweep.report.aggregate import summarize
+from asym_sweep.report.build import build
+from asym_sweep.report.collect import collect, epoch_picks
+
+GRID = load_grid()
+PANEL = ("l5-64", "l2-128")
+# Thesis test accuracies (Tables 9.9 and 9.13).
+THESIS = {("l5-64", "dropout"): 0.8215, ("l5-64", "topk"): 0.8381, ("l5-64", "partial"): 0.8302, ("l5-64", "complete"): 0.7961,
+          ("l2-128", "dropout"): 0.853, ("l2-128", "topk"): 0.8686, ("l2-128", "partial"): 0.8459, ("l2-128", "complete"): 0.8445}
+TAGS = {"dropout": "dropout-p0.4", "topk": "topk-k40", "partial": "partial-k1_40-k2_200", "complete": "complete-k170"}
+
+
+@pytest.fixture
+def panel_runs(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    offsets = {"dropout": 0.004, "topk": -0.02, "partial": -0.03, "complete": -0.05}
+    for arch in PANEL:
+        for method, off in offsets.items():
+            for seed in (0, 1):
+                test = THESIS[(arch, method)] + off + 0.001 * seed
+                write_thesis_run(runs, TAGS[method], arch=arch, seed=seed, val=test, test=test, backward=2.0 if method == "dropout" else 1.0)
+        # partial at batch 10: within a point of the thesis
+        for seed in (0, 1):
+            test = THESIS[(arch, "partial")] + 0.002 + 0.001 * seed
+            write_run(runs, tag=TAGS["partial"] + "+b10", method="partial", rule="partial", params={"k1": 40, "k2": 200},
+                      arch=arch, seed=seed, val=test, test=test, batch=10)
+    return runs
+
+
+def test_agreement_per_reading_and_the_best_reading(panel_runs: Path) -> None:
+    runs = collect(panel_runs).runs
+    table = rd.reading_table(runs, th.load_reference(GRID), GRID, PANEL)
+    final = table[table["epoch"] == "final"].set_index("reading")
+    assert final.loc["partial-k1_40-k2_200+b10", "agree_test"] == 2 and final.loc["partial-k1_40-k2_200", "agree_test"] == 0
+    assert final.loc["dropout-p0.4", "agree_test"] == 2 and final.loc["topk-k40", "agree_test"] == 0
+    assert final.loc["partial-k1_40-k2_200+b10", "mean_abs_diff_test"] == pytest.approx(0.0025)
+    assert bool(final.loc["partial-k1_40-k2_200", "default"]) and not bool(final.loc["partial-k1_40-k2_200+b10", "default"])
+    best = rd.best_readings(table, "final")
+    assert best == {**TAGS, "partial": "partial-k1_40-k2_200+b10"}
+
+
+def test_the_claims_on_a_reading_set(panel_runs: Path) -> None:
+    runs = collect(panel_runs).runs
+    claims = rd.claims(runs, th.load_reference(GRID), GRID, TAGS, "final", PANEL).set_index("claim")
+    # ours: dropout best on both cells (thesis + 0.4 pt against top-k's - 2 pts); the thesis: top-k on both
+    assert claims.loc["best method per cell (test)", "agree"] == "0 of 2"
+    assert claims.loc["best method per cell (test)", "thesis"] == "l5-64: topk, l2-128: topk"
+    # complete is the thesis' worst on both (l2-128: 0.8445 against partial's 0.8459), and ours
+    assert claims.loc["complete sparsification worst", "ours"] == claims.loc["complete sparsification worst", "thesis"] == "2 of 2"
+    assert claims.loc["backward time / dropout's, topk (mean over cells)", "ours"] == "0.500"
+
+
+def test_epoch_picks_and_the_reported_epoch() -> None:
+    history = [{"epoch": 1, "val_acc": 0.80, "test_acc": 0.78}, {"epoch": 2, "val_acc": 0.84, "test_acc": 0.80},
+               {"epoch": 3, "val_acc": 0.84, "test_acc": 0.83}, {"epoch": 4, "val_acc": 0.82, "test_acc": 0.82}]
+    picks = epoch_picks(history)
+    assert picks == {"best_val_epoch": 2, "bestval_val_acc": 0.84, "bestval_test_acc": 0.80, "max_val_acc": 0.84, "max_test_acc": 0.83}
+    runs = pd.DataFrame([{"dataset": "d", "arch": "l1-8", "depth": 1, "width": 8, "method_tag": "t", "method": "topk", "rule": "topk",
+                          "status": "completed", "seed": 0, "settings": "", "val_acc": 0.82, "test_acc": 0.82, **picks,
+                          **{k: 1.0 for k in ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio")}}])
+    for epoch, (val, test) in {"final": (0.82, 0.82), "best_val": (0.84, 0.80), "best_each": (0.84, 0.83)}.items():
+        row = summarize(runs, "none", epoch).iloc[0]
+        assert (row["val_acc_mean"], row["test_acc_mean"]) == (val, test)
+
+
+def test_the_report_has_a_readings_page(panel_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    build(panel_runs, out, seeds=2, log=lambda _: None)
+    index = (out / "index.html").read_text()
+    assert 'id="readings"' in index and "partial-k1_40-k2_200+b10" in index
+    for epoch in ("final", "best_val", "best_each"):
+        assert (out / "tables" / f"readings_{epoch}.md").is_file()
+    assert (out / "tables" / "readings_claims_best.md").is_file()
