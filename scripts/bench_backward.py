@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import platform
 import random
 import statistics
@@ -80,6 +81,46 @@ def plain_mlp(arch: str, seed: int, dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(nn.Flatten(), *layers)
 
 
+# A peer: meProp's own technique as its paper and code describe it ("unified" top-k), written
+# here from that description: per hidden layer, |g| summed over the batch, the k largest,
+# gather those k columns of g, two compact products, the weight gradient index_copy_'d into a
+# zeroed dense tensor (autograd then accumulates it as any gradient); the output layer dense.
+class _MePropFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, k):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.k = k
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        idx = g.abs().sum(0).topk(min(ctx.k, g.shape[1])).indices
+        gk = g.index_select(1, idx)
+        grad_x = gk @ weight.index_select(0, idx)
+        grad_w = torch.zeros_like(weight).index_copy_(0, idx, gk.t() @ x)
+        grad_b = torch.zeros(weight.shape[0], dtype=g.dtype, device=g.device).index_copy_(0, idx, gk.sum(0))
+        return grad_x, grad_w, grad_b, None
+
+
+class MePropLinear(nn.Linear):
+    def __init__(self, n_in: int, n_out: int, k: int) -> None:
+        super().__init__(n_in, n_out)
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _MePropFunction.apply(x, self.weight, self.bias, self.k)
+
+
+def meprop_mlp(arch: str, seed: int, k: int) -> nn.Module:
+    a = parse_arch(arch)
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(a.layer_shapes()):
+        layers += [MePropLinear(n_in, n_out, k), nn.ReLU()] if i < a.depth else [nn.Linear(n_in, n_out)]
+    return nn.Sequential(nn.Flatten(), *layers)
+
+
 # Lower bounds for top-k's backward (--bounds), to tell how far its ratio to dense can fall
 # on this machine. Both skip work the rule must do, so neither is a training method:
 # `topk-floor` does no arithmetic in the sparse layers (an uninitialised input gradient, an
@@ -121,14 +162,24 @@ def bound_rules(method: str, n_layers: int) -> list[TopK]:
     return [BOUNDS[method](k=k) for _ in range(n_layers)]
 
 
-def method_spec(method: str, scope: str) -> MethodSpec:
+def method_spec(method: str, scope: str, k: int | None = None) -> MethodSpec:
+    """A conf/method file's method in ``scope``; ``k`` replaces top-k's k (meProp's MNIST setting: 30)."""
     if method == "dense":
         return MethodSpec(name="dense", rule="dense", scope=scope)
     spec = method_from_conf(method)
-    return MethodSpec(spec.name, spec.rule, spec.params, scope, spec.dropout, spec.sparsify_output)
+    params = {**spec.params, "k": k} if k is not None and method == "topk" else spec.params
+    return MethodSpec(spec.name, spec.rule, params, scope, spec.dropout, spec.sparsify_output)
 
 
-def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int, compile: bool = False) -> Case:
+def topk_k(k: int | None) -> int:
+    return int(k if k is not None else method_from_conf("topk").params["k"])
+
+
+def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int, compile: bool = False,
+              k: int | None = None) -> Case:
+    if method == "meprop":
+        model = meprop_mlp(arch, seed, topk_k(k)).to(device).train()
+        return Case(arch, method, scope, batch, model, make_adam(model.parameters()), None)
     if method in PLAIN:
         model = plain_mlp(arch, seed, method_spec(PLAIN[method], "batch").dropout).to(device).train()
         optimizer = make_adam(model.parameters())
@@ -137,7 +188,7 @@ def make_case(arch: str, method: str, scope: str, batch: int, device: torch.devi
     if method in BOUNDS:
         model = build_mlp(a, bound_rules(method, a.depth + 1), seed=seed).to(device).train()
     else:
-        spec = method_spec(method, scope)
+        spec = method_spec(method, scope, k)
         # As train.run builds it: the inputs (torch.rand, like the [0, 1] pixels) are non-negative.
         model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed, nonnegative_pixels=True).to(device).train()
     optimizer = make_adam(model.parameters())
@@ -152,6 +203,8 @@ def make_case(arch: str, method: str, scope: str, batch: int, device: torch.devi
 
 def flop_ratio(case: Case) -> float:
     """Backward multiply-adds over dense backprop's, as counted by the steps taken."""
+    if case.method == "meprop":
+        return math.nan  # the peer counts nothing (its products are top-k's)
     if case.procedure is None:
         return 1.0
     m = case.procedure.madds
@@ -306,7 +359,9 @@ def projection(args, device: torch.device, progress: bool) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), help="plain, plain-dropout, dense, or conf/method names")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+                   help="plain, plain-dropout, dense, meprop (the peer: meProp's unified top-k), or conf/method names")
+    p.add_argument("--k", type=int, help="top-k's k for topk and meprop (default: conf/method/topk.yaml's; meProp's MNIST setting: 30)")
     p.add_argument("--scopes", nargs="+", default=["batch"], choices=["batch", "sample"])
     p.add_argument("--batch", nargs="+", type=int, default=[50])
     p.add_argument("--threads", type=int, default=2)
@@ -331,8 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         for arch in args.archs:
             parse_arch(arch)
         for m in args.methods:
-            if m not in ("dense", *PLAIN, *BOUNDS):
+            if m not in ("dense", "meprop", *PLAIN, *BOUNDS):
                 method_from_conf(m)
+        if args.k is not None and args.k < 1:
+            raise ValueError("--k must be at least 1")
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but CUDA is not available")
@@ -344,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     heap_kept = False if args.default_malloc else keep_freed_memory()
-    cases = [make_case(a, m, s, b, device, args.seed, args.compile) for a in args.archs for b in args.batch for s in args.scopes
-             for m in args.methods if not (s == "sample" and m in ("dense", "dropout", *PLAIN, *BOUNDS))]
+    cases = [make_case(a, m, s, b, device, args.seed, args.compile, args.k) for a in args.archs for b in args.batch for s in args.scopes
+             for m in args.methods if not (s == "sample" and m in ("dense", "dropout", "meprop", *PLAIN, *BOUNDS))]
     measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty())
     rows = summarise(cases)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"

@@ -29,9 +29,11 @@ class GradSink:
     ``zero_grad`` in between, or a second block in the same step as VR-PGE's
     two sub-networks), the rows are added to it, as autograd would.
 
-    Used only through ``loss.backward()`` on leaf parameters (the training
-    loop) and by VR-PGE's step; ``torch.autograd.grad`` and the functional
-    `sparse_linear` take the scatter path. Consequence: a ``.grad`` tensor is
+    Every `model.SparseLinear` has one, so a model of them trained in a plain
+    ``loss.backward(); opt.step(); opt.zero_grad()`` loop gets it without set-up. It is used
+    only where the backward accumulates into a leaf parameter's ``.grad``
+    (`_accumulates`): ``torch.autograd.grad``, ``backward(inputs=...)`` for other tensors and
+    the functional `sparse_linear` take the scatter path. Consequence: a ``.grad`` tensor is
     reused by the next step, so ``.clone()`` it to keep it.
     """
 
@@ -56,7 +58,10 @@ class GradSink:
         else:
             _put(grad, rows, cols, block, accumulate=True)
             if grad is buf:
-                self._dirty[key] = torch.cat((self._dirty[key], rows))
+                dirty = torch.cat((self._dirty[key], rows))
+                # A loop that never sets .grad to None (zero_grad(set_to_none=False)) would grow
+                # this list step after step: past one entry per row, clear every row instead.
+                self._dirty[key] = dirty if len(dirty) <= len(buf) else torch.arange(len(buf), device=buf.device)
 
 
 def _put(dest: Tensor, rows: Tensor, cols: Tensor | None, block: Tensor, accumulate: bool) -> None:
@@ -72,6 +77,23 @@ def _put(dest: Tensor, rows: Tensor, cols: Tensor | None, block: Tensor, accumul
         (target.scatter_add_ if accumulate else target.scatter_)(0, flat, block.reshape(-1))
     else:
         dest.index_put_((rows[:, None], cols), block, accumulate=accumulate)
+
+
+def _accumulates(ctx, index: int) -> bool:
+    """Whether this backward pass accumulates into the ``.grad`` of the function's input ``index``
+    (``loss.backward()``), rather than returning gradients (``torch.autograd.grad``).
+
+    PyTorch offers no public way to ask; ``torch._C._will_engine_execute_node`` answers for the
+    input's gradient accumulator and refuses, with a RuntimeError, under ``autograd.grad``
+    (then: no). Where it is missing, the answer is no, and the slower scatter path is taken.
+    """
+    node = ctx.next_functions[index][0]
+    if node is None or not hasattr(torch._C, "_will_engine_execute_node"):
+        return False
+    try:
+        return bool(torch._C._will_engine_execute_node(node))
+    except RuntimeError:
+        return False
 
 
 class _SparseLinearFunction(torch.autograd.Function):
@@ -101,18 +123,19 @@ class _SparseLinearFunction(torch.autograd.Function):
             grad_x = grad_x.reshape(x.shape)
         grad_w, grad_b = grads.weight, grads.bias
         # create_graph (grad mode on) wants differentiable results: take the scatter path then.
-        if grads.rows is not None and ctx.params is not None and not torch.is_grad_enabled():
-            w_param, b_param = ctx.params
-            if grad_w is not None:
-                ctx.sink.write(w_param, grads.rows, grad_w, grads.cols)
-            if grad_b is not None:
-                ctx.sink.write(b_param, grads.rows, grad_b)
-            grad_w = grad_b = None
-        else:
-            n_out, n_in = weight.shape
-            if grad_w is not None:
+        sink = grads.rows is not None and ctx.params is not None and not torch.is_grad_enabled()
+        n_out, n_in = weight.shape
+        if grad_w is not None:
+            if sink and _accumulates(ctx, 1):
+                ctx.sink.write(ctx.params[0], grads.rows, grad_w, grads.cols)
+                grad_w = None
+            else:
                 grad_w = scatter_rows(scatter_cols(grad_w, grads.cols, n_in), grads.rows, n_out)
-            if grad_b is not None:
+        if grad_b is not None:
+            if sink and _accumulates(ctx, 2):
+                ctx.sink.write(ctx.params[1], grads.rows, grad_b)
+                grad_b = None
+            else:
                 grad_b = scatter_rows(grad_b, grads.rows, n_out)
         return grad_x, grad_w, grad_b, None, None, None, None
 

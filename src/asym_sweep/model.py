@@ -64,9 +64,13 @@ class SparseLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features))
         # Set by the training loop to time index selection; not part of the state.
         self.clock: Stopwatch | None = None
-        # Set by `MLP.use_grad_sinks`: row-sparse gradients go into reused .grad buffers.
-        self.sink: GradSink | None = None
+        # Row-sparse gradients go into reused .grad buffers whenever the backward accumulates
+        # into this layer's .grad (autograd.GradSink); `MLP.use_grad_sinks(False)` turns it off.
+        self.sink: GradSink | None = GradSink()
         self.native = rule.autograd_native or rule.keeps_everything(in_features, out_features)
+        # Initialised at once, as nn.Linear is: a model built from the public API must not train
+        # from torch.empty's leftovers (denormal garbage made Adam 20% slower in a plain loop).
+        self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         # Xavier/Glorot uniform weights and zero biases (thesis 9.1.2).
@@ -126,10 +130,10 @@ class MLP(nn.Module):
             layer.clock = clock
 
     def use_grad_sinks(self, enabled: bool = True) -> None:
-        """Write row-sparse weight gradients into reused buffers (see `GradSink`).
+        """Write row-sparse weight gradients into reused buffers (see `GradSink`; on by default).
 
-        For training with ``loss.backward()``: a layer's ``.grad`` tensor is then
-        reused by the next step. Leave off to use ``torch.autograd.grad``.
+        With ``loss.backward()`` a layer's ``.grad`` tensor is then reused by the next step (clone
+        it to keep it); ``torch.autograd.grad`` is not affected either way.
         """
         for layer in self.layers:
             layer.sink = GradSink() if enabled else None
@@ -171,7 +175,10 @@ def build_mlp(
 
     ``nonnegative_pixels``: the inputs it will be fed have no negative entry (see `MLP`).
     """
-    model = MLP(arch, rules, dropout, nonnegative_pixels, dropout_at)
+    # The layers' own default initialisation draws from the global generator; the run's
+    # dropout stream, seeded before the model is built, must not see those draws.
+    with torch.random.fork_rng(devices=[]):
+        model = MLP(arch, rules, dropout, nonnegative_pixels, dropout_at)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     model.reset_parameters(generator)
     return model

@@ -153,4 +153,6 @@ def render(p: Projection) -> str:
              + ", ".join(f"{n} {s}" for s, n in sorted(p.sources.items()))]
     for tag, seconds in sorted(p.per_tag.items(), key=lambda kv: -sum(kv[1])):
         lines.append(f"  {tag:32} {len(seconds):4} runs  {sum(seconds) / 3600 / max(1, p.jobs):6.2f} h")
+    if p.sources.get("measured") and p.jobs > 1:
+        lines.append("  (measured runs were timed alone; beside the launch's other jobs a run can take up to 1.5x)")
     return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Our layers in anyone's training loop: an MLP of `SparseLinear` layers from the public API,
+trained with a plain ``loss.backward(); opt.step(); opt.zero_grad()``, against the same MLP of
+``nn.Linear`` with the same optimizer.
+
+    python scripts/bench_ordinary_loop.py                       # l3-1024, batch 50, 2 threads, default Adam
+    python scripts/bench_ordinary_loop.py --fused --archs l1-64 l3-1024
+
+No set-up beyond the public API: ``MLP(parse_arch(arch), [make_rule(...)] * layers)`` and
+``torch.optim.Adam(model.parameters())`` (``--fused``: ``fused=True`` for every model). Steps of
+the models are interleaved in a random order each round; medians after a warm-up. Ratios are
+to the ``nn.Linear`` MLP in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from asym_sweep.model import MLP, parse_arch
+from asym_sweep.sparse import make_rule
+
+
+PHASES = ("forward", "backward", "optimizer", "step")
+
+
+def linear_mlp(arch: str) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    a = parse_arch(arch)
+    for i, (n_in, n_out) in enumerate(a.layer_shapes()):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < a.depth:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def ours(arch: str, method: str, **params) -> nn.Module:
+    a = parse_arch(arch)
+    return MLP(a, [make_rule(method, **params)] * (a.depth + 1))
+
+
+def step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    opt.step()
+    opt.zero_grad()
+    t3 = time.perf_counter()
+    return {"forward": t1 - t0, "backward": t2 - t1, "optimizer": t3 - t2, "step": t3 - t0}
+
+
+def bench(arch: str, batch: int, fused: bool, warmup: int, rounds: int, seed: int) -> list[dict[str, object]]:
+    torch.manual_seed(seed)
+    models = {"nn.Linear": linear_mlp(arch), "ours dense": ours(arch, "dense"), "ours topk": ours(arch, "topk", k=40)}
+    opts = {name: torch.optim.Adam(m.parameters(), fused=fused) if fused else torch.optim.Adam(m.parameters())
+            for name, m in models.items()}
+    x, y = torch.rand(batch, 784), torch.randint(0, 10, (batch,))
+    samples: dict[str, dict[str, list[float]]] = {n: {k: [] for k in PHASES} for n in models}
+    order = list(models)
+    rng = random.Random(seed)
+    for r in range(warmup + rounds):
+        rng.shuffle(order)
+        for name in order:
+            times = step(models[name], opts[name], x, y)
+            if r >= warmup:
+                for k, v in times.items():
+                    samples[name][k].append(v)
+    med = {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
+    ref = med["nn.Linear"]
+    return [{"arch": arch, "model": n, **{f"{k}_ms": 1e3 * m[k] for k in PHASES},
+             "backward_ratio": m["backward"] / ref["backward"], "step_ratio": m["step"] / ref["step"]} for n, m in med.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--archs", nargs="+", default=["l3-1024"])
+    p.add_argument("--batch", type=int, default=50)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fused", action="store_true", help="Adam(fused=True) for every model")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.batch < 1 or args.threads < 1 or args.rounds < 1:
+        print("bench_ordinary_loop: error: --batch, --threads and --rounds must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        for arch in args.archs:
+            parse_arch(arch)
+    except ValueError as err:
+        print(f"bench_ordinary_loop: error: {err}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    print(f"# plain loop, {'fused' if args.fused else 'default'} Adam, batch {args.batch}, {args.threads} threads; "
+          f"medians of {args.rounds} interleaved steps; ratios to the nn.Linear MLP")
+    print(f"{'arch':8} {'model':11} {'fwd ms':>8} {'bwd ms':>8} {'adam ms':>8} {'step ms':>8} {'bwd/lin':>8} {'step/lin':>8}")
+    for arch in args.archs:
+        for row in bench(arch, args.batch, args.fused, args.warmup, args.rounds, args.seed):
+            print(f"{row['arch']:8} {row['model']:11} {row['forward_ms']:8.3f} {row['backward_ms']:8.3f} {row['optimizer_ms']:8.3f} "
+                  f"{row['step_ms']:8.3f} {row['backward_ratio']:8.3f} {row['step_ratio']:8.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
