@@ -9,7 +9,7 @@ RUNS  ?= outputs/runs
 REPORT ?= outputs/report
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test sweep projection readings status report bench bench-ensemble bench-cold-ops clean
+.PHONY: help setup data run test sweep projection readings status report publish figure bench bench-ensemble bench-cold-ops clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -44,8 +44,14 @@ readings: data  ## the readings panel: every reading of conf/reading on six cell
 status: setup  ## progress of the sweeps under RUNS
 	$(PY) -m asym_sweep.status --runs $(RUNS)
 
-report: setup  ## tables and figures from RUNS beside the thesis' values, into REPORT (index.html)
-	$(PY) -m asym_sweep.report --runs $(RUNS) --out $(REPORT)
+report: setup  ## the published runs (results/) and yours (RUNS) beside the thesis' values, into REPORT (index.html)
+	$(PY) -m asym_sweep.report --runs $(RUNS) --out $(REPORT) $(ARGS)
+
+publish: setup  ## copy the finished grid and readings runs of RUNS into results/ (records only; never replaces one)
+	$(PY) scripts/publish_results.py --runs $(RUNS)
+
+figure: report  ## the report's comparison figure into docs/figures/ (the README's image)
+	mkdir -p docs/figures && cp $(REPORT)/figures/comparison.png docs/figures/comparison.png
 
 bench: setup  ## benchmark the backward rules against dense and nn.Linear (ARGS="--projection" adds the sweep projection)
 	$(PY) scripts/bench_backward.py $(ARGS)

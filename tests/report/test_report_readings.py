@@ -68,7 +68,10 @@ def test_epoch_picks_and_the_reported_epoch() -> None:
     history = [{"epoch": 1, "val_acc": 0.80, "test_acc": 0.78}, {"epoch": 2, "val_acc": 0.84, "test_acc": 0.80},
                {"epoch": 3, "val_acc": 0.84, "test_acc": 0.83}, {"epoch": 4, "val_acc": 0.82, "test_acc": 0.82}]
     picks = epoch_picks(history)
-    assert picks == {"best_val_epoch": 2, "bestval_val_acc": 0.84, "bestval_test_acc": 0.80, "max_val_acc": 0.84, "max_test_acc": 0.83}
+    assert picks == {"best_val_epoch": 2, "bestval_val_acc": 0.84, "bestval_test_acc": 0.80, "max_val_acc": 0.84, "max_test_acc": 0.83,
+                     "test_loss_rise": None}  # no test losses in this history
+    rise = epoch_picks([{**h, "test_loss": loss} for h, loss in zip(history, (0.6, 0.5, 0.45, 0.55))])
+    assert rise["test_loss_rise"] == pytest.approx(0.10)
     runs = pd.DataFrame([{"dataset": "d", "arch": "l1-8", "depth": 1, "width": 8, "method_tag": "t", "method": "topk", "rule": "topk",
                           "status": "completed", "seed": 0, "settings": "", "val_acc": 0.82, "test_acc": 0.82, **picks,
                           **{k: 1.0 for k in ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio")}}])

@@ -12,7 +12,9 @@ from asym_sweep.report.build import ReportError, build
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m asym_sweep.report",
                                      description="Tables and figures from the runs, beside the thesis' published values (never trains).")
-    parser.add_argument("--runs", default="outputs/runs", help="runs root to read (default: outputs/runs)")
+    parser.add_argument("--runs", default="outputs/runs", help="your runs root (default: outputs/runs)")
+    parser.add_argument("--published", nargs="*", default=["results", "results/readings"],
+                        help="roots of published runs, reported apart from yours (default: results results/readings; none: --published)")
     parser.add_argument("--out", default="outputs/report", help="report folder, replaced as a whole (default: outputs/report)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per cell of the full thesis grid, for coverage (default: 5)")
     parser.add_argument("--epoch", choices=["final", "best_val", "best_each"], default="final",
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     tty = sys.stderr.isatty()
     try:
         report = build(Path(args.runs), Path(args.out), args.seeds, static=not args.no_static, epoch=args.epoch,
+                       published=[Path(p) for p in args.published],
                        log=(lambda msg: sys.stderr.write(msg)) if tty else (lambda msg: None))
     except ReportError as err:
         print(f"asym-sweep report: error: {err}", file=sys.stderr)

@@ -29,7 +29,7 @@ EPOCH_MODES = {
     "best_val": ("bestval_val_acc", "bestval_test_acc"),
     "best_each": ("max_val_acc", "max_test_acc"),
 }
-MEANS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio")
+MEANS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio", "test_loss_rise")
 
 
 def _ci_columns(prefix: str, values: pd.Series) -> dict[str, float]:
@@ -46,11 +46,14 @@ def summarize_group(group: pd.DataFrame) -> dict[str, object]:
         "mixed_settings": done["settings"].nunique() > 1,
         "rule": group["rule"].iloc[0],
         "method": group["method"].iloc[0],
+        "source": group["source"].iloc[0] if "source" in group else "yours",
+        "started_at": done["started_at"].min() if "started_at" in done and len(done) else None,
+        "git_commits": ",".join(sorted({str(c)[:8] for c in done["git_commit"].dropna()})) if "git_commit" in done else "",
     }
     row.update(_ci_columns("val_acc", done["val_acc"]))
     row.update(_ci_columns("test_acc", done["test_acc"]))
     for key in MEANS:
-        row[f"{key}_mean"] = done[key].mean() if len(done) else math.nan
+        row[f"{key}_mean"] = pd.to_numeric(done[key], errors="coerce").mean() if len(done) and key in done else math.nan
     row["backward_s_min"] = done["backward_s"].min() if len(done) else math.nan
     row["backward_s_max"] = done["backward_s"].max() if len(done) else math.nan
     row.update(timing_conditions(done))

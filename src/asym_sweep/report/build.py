@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from asym_sweep.report import figures, tables
+from asym_sweep.report import fidelity, snapshot
 from asym_sweep.report import readings as rd
 from asym_sweep.report import thesis as th
 from asym_sweep import grid as thesis_grid
@@ -149,6 +150,75 @@ class Writer:
         section.add_links("figure", [("standalone page", f"figures/{name}.html")])
 
 
+def sources_lines(runs: pd.DataFrame) -> list[str]:
+    """Which runs the page reads: published and the user's, and the code revisions they came from."""
+    lines = []
+    for source, g in runs.groupby("source"):
+        done = g[g["status"] == "completed"]
+        commits = done["git_commit"].fillna("unrecorded").map(lambda c: c[:10]) + done["git_dirty"].map(
+            lambda d: " (uncommitted changes)" if d is True else "")
+        by = ", ".join(f"{c}: {n}" for c, n in commits.value_counts().items())
+        what = "published (results/)" if source == "published" else "yours"
+        lines.append(f"{len(done)} completed runs {what}; by revision: {by or 'none'}.")
+    return lines
+
+
+def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section:
+    """The first page: does the thesis reproduce, claim by claim."""
+    s = Section("answer", "Does it reproduce? The answer so far")
+    for line in sources_lines(frames.collection.runs):
+        s.add_text(line)
+    agree = fidelity.agreement(frames.accuracy, frames.grid)
+    for split, name in (("val", "validation"), ("test", "test")):
+        k, n = agree[split]
+        s.add_text(f"Cells of the thesis' Fashion-MNIST tables agreeing on {name} accuracy (|ours - thesis| <= 1 pt, or the "
+                   f"thesis' value inside our 95% CI): {k} of {n}" + (f" ({100 * k / n:.0f}%)." if n else "."))
+    claims = fidelity.claims(frames.summary, frames.reference, frames.grid)
+    if claims:
+        w.table(s, pd.DataFrame([{"Claim": c.text, "Where": c.source, "Verdict": c.verdict, "Ours": c.ours, "Thesis": c.thesis}
+                                 for c in claims]), "answer_claims", "The thesis' claims (abstract, 9.5-9.6, 10.1) against our numbers")
+    best = th.best_method_summary(frames.summary, frames.reference, frames.grid, "fashion_mnist")
+    if best["ours_archs"].iloc[0]:
+        w.table(s, best_display(best, frames.grid), "answer_best_method",
+                "Best method per architecture by mean test accuracy (thesis: top-k 60%, partial 28%, symmetric 12%)")
+    reduction = reduction_display(frames.reduction, frames.grid)
+    if not reduction.empty:
+        w.table(s, reduction, "answer_backward_ratio", "Backward time relative to symmetric dropout (thesis: about 0.62 for top-k)")
+    if frames.accuracy.dropna(subset=["test_acc_mean", "thesis_test"]).shape[0]:
+        fig = figures.thesis_scatter(frames.accuracy[frames.accuracy["method_tag"].isin(frames.grid.tags.values())], colors,
+                                     "Our mean accuracy against the thesis' values, per cell (Fashion-MNIST and MNIST tables)", frames.grid)
+        w.figure(s, fig, COMPARISON_FIGURE)
+    off = fidelity.disagreements(frames.accuracy, frames.grid)
+    if not off.empty:
+        off = off.reindex(off["diff_pts"].abs().sort_values(ascending=False).index)
+        w.table(s, off.assign(ours=off["ours"].map("{:.4f}".format), thesis=off["thesis"].map("{:.4f}".format),
+                              diff_pts=off["diff_pts"].map("{:+.2f}".format)).rename(columns={"diff_pts": "diff (pts)"}),
+                "answer_disagreements", "Where we disagree (cells with 2+ seeds), largest first, with what the thesis' own numbers show")
+    ruled = ruled_out(frames)
+    if ruled:
+        s.add_text("Readings measured and ruled out on the readings panel (fewer cells agreeing than the chosen one): " + "; ".join(ruled) + ".")
+    if not (frames.summary["dataset"] == "mnist").any():
+        s.add_text("MNIST (thesis Tables 9.1-9.2): its training images cannot be had on the machines this project runs on, so "
+                   "its table has no runs of ours. Where the data exist: python -m asym_sweep --multirun +experiment=thesis_mnist.")
+    return s
+
+
+def ruled_out(frames: Frames) -> list[str]:
+    table = rd.reading_table(frames.collection.runs, frames.reference, frames.grid)
+    if table.empty:
+        return []
+    final = table[table["epoch"] == "final"]
+    best = rd.best_readings(table, "final")
+    out = []
+    for method, chosen in best.items():
+        g = final[final["method"] == method].set_index("reading")
+        top = g.loc[chosen, "agree_val"] + g.loc[chosen, "agree_test"]
+        for reading, r in g.iterrows():
+            if reading != chosen and r["agree_val"] + r["agree_test"] < top:
+                out.append(f"{reading} ({r['agree_val'] + r['agree_test']} of {2 * r['cells']} against {top})")
+    return out
+
+
 def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str]) -> Section:
     s = Section("summary", "Summary")
     coll = frames.collection
@@ -178,8 +248,6 @@ def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str
     else:
         w.table(s, reduction, "summary_backward_ratio",
                 "Backward time relative to symmetric dropout, per method (mean over architectures)")
-    if frames.accuracy.dropna(subset=["val_acc_mean", "thesis_val"]).shape[0]:
-        w.figure(s, figures.thesis_scatter(frames.accuracy, colors, "Our mean accuracy against the thesis' published values", frames.grid), "scatter_ours_vs_thesis")
     for dataset, sub in frames.summary.groupby("dataset"):
         if sub[["depth", "width"]].drop_duplicates().shape[0] > 1:
             w.figure(s, figures.grid_heatmap(sub, "test_acc_mean", f"{dataset}: mean test accuracy over depth x width", frames.grid), f"heatmap_test_acc_{dataset}")
@@ -249,19 +317,15 @@ def readings_section(frames: Frames, w: Writer) -> Section | None:
     return s
 
 
+COMPARISON_FIGURE = "comparison"  # ours against the thesis per cell: the page's one PNG (and the README's)
+
+
 def export_static(figs: dict[str, go.Figure], folder: Path) -> str:
-    """PNG and SVG of every figure when kaleido (and the browser it drives) works; otherwise why not."""
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        return "static PNG/SVG export skipped: kaleido is not installed (pip install kaleido to enable it)"
-    try:
-        for name, fig in figs.items():
-            for ext in ("png", "svg"):
-                fig.write_image(str(folder / f"{name}.{ext}"))
-    except Exception as err:  # kaleido fails in many ways without a usable browser
-        return f"static PNG/SVG export skipped: kaleido failed ({err.__class__.__name__}: {str(err).splitlines()[0][:160]})"
-    return f"static PNG/SVG export: {2 * len(figs)} files in {folder}"
+    """The comparison figure as a PNG (`snapshot.write_png`); the others stay interactive HTML."""
+    if COMPARISON_FIGURE not in figs:
+        return "static export: no comparison figure yet (it needs runs of thesis cells)"
+    problem = snapshot.write_png(figs[COMPARISON_FIGURE], folder / f"{COMPARISON_FIGURE}.png")
+    return f"static export skipped: {problem}" if problem else f"static export: figures/{COMPARISON_FIGURE}.png"
 
 
 def _replace_dir(staging: Path, out_dir: Path) -> None:
@@ -273,13 +337,16 @@ def _replace_dir(staging: Path, out_dir: Path) -> None:
 
 
 def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, log: Callable[[str], None] = print,
-          grid: ThesisGrid | None = None, epoch: str = "final") -> Report:
-    if not runs_root.is_dir():
+          grid: ThesisGrid | None = None, epoch: str = "final", published: list[Path] | tuple[Path, ...] = ()) -> Report:
+    """The report of the published runs (``published``, e.g. ``results/``) and the user's (``runs_root``)."""
+    roots = [r for r in (*published, runs_root) if r.is_dir()]
+    if not roots:
         raise ReportError(f"no runs folder at {runs_root}; run a sweep first (python -m asym_sweep ...) or pass --runs")
-    collection = collect(runs_root)
+    collection = collect(runs_root, published)
     if collection.runs.empty:
         extra = f" ({len(collection.in_progress)} in progress, {len(collection.problems)} damaged)" if collection.in_progress or collection.problems else ""
-        raise ReportError(f"no finished runs under {runs_root}{extra}; run a sweep first (python -m asym_sweep ...) or pass --runs")
+        where = " and ".join(map(str, roots))
+        raise ReportError(f"no finished runs under {where}{extra}; run a sweep first (python -m asym_sweep ...) or pass --runs")
     frames = compute(collection, grid or load_grid(), epoch)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -306,7 +373,7 @@ def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool
     data.add_links("comparisons with the thesis", w.data("comparison_accuracy", frames.accuracy) + w.data("comparison_time", frames.times))
     data.add_links("thesis values (Tables 9.1-9.52)", w.data("thesis_reference", frames.reference))
     colors = figures.method_colors(list(frames.summary["method_tag"]) + list(frames.grid.tags.values()), frames.grid)
-    sections = [summary_section(frames, w, seeds, colors)]
+    sections = [answer_section(frames, w, colors), summary_section(frames, w, seeds, colors)]
     readings = readings_section(frames, w)
     if readings is not None:
         sections.append(readings)

@@ -122,10 +122,14 @@ def epoch_picks(history: list[dict[str, Any]]) -> dict[str, Any]:
     """The accuracies other readings of "the reported epoch" take (`aggregate.EPOCH_MODES`): at the
     epoch of best validation accuracy (early stopping; ties: the earliest), and each one's best."""
     if not history:
-        return {"best_val_epoch": None, "bestval_val_acc": None, "bestval_test_acc": None, "max_val_acc": None, "max_test_acc": None}
+        return {"best_val_epoch": None, "bestval_val_acc": None, "bestval_test_acc": None, "max_val_acc": None,
+                "max_test_acc": None, "test_loss_rise": None}
     best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
+    losses = [h["test_loss"] for h in history if h.get("test_loss") is not None]
     return {"best_val_epoch": best["epoch"], "bestval_val_acc": best["val_acc"], "bestval_test_acc": best["test_acc"],
-            "max_val_acc": max(h["val_acc"] for h in history), "max_test_acc": max(h["test_acc"] for h in history)}
+            "max_val_acc": max(h["val_acc"] for h in history), "max_test_acc": max(h["test_acc"] for h in history),
+            # How far the test loss rose after its lowest epoch: the overfitting the abstract speaks of.
+            "test_loss_rise": (losses[-1] - min(losses)) if losses else None}
 
 
 def epoch_rows(row: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -133,7 +137,31 @@ def epoch_rows(row: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[
     return [{**keys, **{k: h.get(k) for k in records.EPOCH_KEYS}} for h in history]
 
 
-def collect(runs_root: Path) -> Collection:
+PUBLISHED, YOURS = "published", "yours"
+
+
+def collect(runs_root: Path | None = None, published: list[Path] | tuple[Path, ...] = ()) -> Collection:
+    """Every run of the published roots (``results/``) and of ``runs_root`` (the user's own), each
+    row marked with its ``source``. A user's group that repeats a published one (same dataset,
+    arch and run tag) is renamed ``<tag> (yours)``: the two are never pooled into one cell."""
+    parts = [_collect_one(root, PUBLISHED) for root in published if root.is_dir()]
+    if runs_root is not None and runs_root.is_dir():
+        parts.append(_collect_one(runs_root, YOURS))
+    runs = pd.concat([c.runs for c in parts if not c.runs.empty], ignore_index=True) if any(not c.runs.empty for c in parts) else pd.DataFrame()
+    epochs = pd.concat([c.epochs for c in parts if not c.epochs.empty], ignore_index=True) if any(not c.epochs.empty for c in parts) else pd.DataFrame()
+    if not runs.empty:
+        mine = runs["source"] == YOURS
+        shared = set(map(tuple, runs.loc[~mine, ["dataset", "arch", "method_tag"]].to_numpy()))
+        clash = mine & runs[["dataset", "arch", "method_tag"]].apply(tuple, axis=1).isin(shared)
+        renamed = {d: t + " (yours)" for d, t in zip(runs.loc[clash, "run_dir"], runs.loc[clash, "method_tag"])}
+        runs.loc[clash, "method_tag"] = runs.loc[clash, "method_tag"] + " (yours)"
+        if renamed and not epochs.empty:
+            epochs["method_tag"] = [renamed.get(d, t) for d, t in zip(epochs["run_dir"], epochs["method_tag"])]
+    return Collection(runs=runs, epochs=epochs, in_progress=[x for c in parts for x in c.in_progress],
+                      problems=[x for c in parts for x in c.problems])
+
+
+def _collect_one(runs_root: Path, source: str) -> Collection:
     rows, epochs, in_progress, problems = [], [], [], []
     for run_dir in records.run_folders(runs_root):
         state, result, problem = records.classify(run_dir)
@@ -146,7 +174,7 @@ def collect(runs_root: Path) -> Collection:
         config, problem = saved_config(run_dir, result)
         if problem:
             problems.append(problem)
-        row = run_row(run_dir, result, config)
+        row = {**run_row(run_dir, result, config), "source": source}
         rows.append(row)
         if row["status"] == "completed":
             epochs += epoch_rows(row, result["history"])

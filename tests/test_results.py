@@ -1,0 +1,83 @@
+"""The published reproduction in results/: every committed record complete, valid and of the
+grid's settings (results/readings: of a reading of the panel), and publishing never replaces one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from asym_sweep import grid, records
+from asym_sweep.config import identity, settings_tag
+from helpers import load_script
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def published(root: Path) -> list[Path]:
+    return records.run_folders(root) if root.is_dir() else []
+
+
+def check_record(folder: Path) -> dict:
+    result, problem = records.read_result(folder)
+    assert problem is None and result is not None, problem or f"{folder}: no result.json"
+    assert result["status"] == "completed" and result["epochs"] == len(result["history"])
+    assert sorted(p.name for p in folder.iterdir()) == [records.HYDRA_DIR, records.RESULT_FILE], "records only"
+    saved = OmegaConf.to_container(OmegaConf.load(folder / records.HYDRA_DIR / records.CONFIG_FILE), resolve=True)
+    assert identity(saved) == identity(result["config"]), f"{folder}: .hydra/config.yaml and result.json describe other runs"
+    dataset, arch, tag, seed = records.folder_key(folder)
+    assert (result["dataset"], result["arch"], result["seed"], records.run_tag(result["config"])) == (dataset, arch, seed, tag)
+    assert result["environment"].get("git_commit"), f"{folder}: the code revision is not recorded"
+    return result
+
+
+def test_every_published_grid_record_is_complete_valid_and_of_the_grid():
+    folders = published(RESULTS)
+    assert folders, "results/ holds no published run"
+    tags = set(grid.load_grid().tags.values())
+    for folder in folders:
+        result = check_record(folder)
+        dataset, arch, tag, seed = records.folder_key(folder)
+        assert tag in tags and arch in grid.ARCHS[dataset] and seed < 5
+        assert settings_tag(result["config"]) == "" and result["epochs"] == 20
+
+
+def test_every_published_reading_record_is_of_the_panel():
+    publish = load_script("publish_results")
+    readings = publish.reading_tags()
+    for folder in published(RESULTS / "readings"):
+        check_record(folder)
+        dataset, arch, tag, seed = records.folder_key(folder)
+        assert dataset == "fashion_mnist" and arch in grid.PANEL and tag in readings and seed < 3
+
+
+def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_path):
+    from helpers import cli, small_overrides
+
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    assert cli(small_overrides(tiny_data, runs), tmp_path).returncode == 0  # 1 epoch: not the grid's settings
+    publish = load_script("publish_results")
+    assert publish.publish(runs, out) == (0, 0, [])
+    # A grid run: make the folder a grid cell by its recorded settings (epochs 20, full data).
+    folder = next(iter(records.run_folders(runs)))
+    result = json.loads((folder / records.RESULT_FILE).read_text())
+    result["config"]["train"]["epochs"] = 20
+    result["config"]["dataset"]["val_size"] = 5000
+    result["epochs"], result["history"] = 20, result["history"] * 20
+    grid_folder = runs / "fashion_mnist" / "l1-64" / "topk-k40" / "seed0"
+    grid_folder.mkdir(parents=True)
+    result["arch"] = result["config"]["arch"] = "l1-64"
+    records.write_json_atomic(grid_folder / records.RESULT_FILE, result)
+    (grid_folder / records.CHECKPOINT_FILE).write_bytes(b"x")  # stray files are not published
+    assert publish.publish(runs, out) == (1, 0, [])
+    dest = out / "fashion_mnist" / "l1-64" / "topk-k40" / "seed0"
+    assert sorted(p.name for p in dest.iterdir()) == [records.HYDRA_DIR, records.RESULT_FILE]
+    assert publish.publish(runs, out) == (0, 1, [])
+    result["final"]["test_acc"] = 0.5
+    records.write_json_atomic(grid_folder / records.RESULT_FILE, result)
+    new, same, refused = publish.publish(runs, out)
+    assert (new, same) == (0, 0) and refused and "kept" in refused[0]
+    assert json.loads((dest / records.RESULT_FILE).read_text())["final"]["test_acc"] != 0.5
