@@ -110,7 +110,22 @@ def timing_note(row: pd.Series, base: pd.Series | None) -> str:
         notes.append(f"{base['n_under_load']} of dropout's runs under load")
     if row["n_load_unknown"]:
         notes.append(f"load not recorded for {row['n_load_unknown']} runs")
+    apart = _hours_apart(row.get("started_at"), None if base is None else base.get("started_at"))
+    if row is not base and apart is not None and apart > STRETCH_H:
+        notes.append(f"timed {apart:.0f} h apart from dropout's runs")
     return "; ".join(notes)
+
+
+# Runs of one architecture are compared in time only when made in one stretch (the machine's
+# speed drifts over hours on a shared VM): first runs further apart than this are flagged.
+STRETCH_H = 12.0
+
+
+def _hours_apart(a: object, b: object) -> float | None:
+    try:
+        return abs((pd.Timestamp(a) - pd.Timestamp(b)).total_seconds()) / 3600
+    except (TypeError, ValueError):
+        return None
 
 
 def epoch_curves(epochs: pd.DataFrame) -> pd.DataFrame:

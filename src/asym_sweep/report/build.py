@@ -212,10 +212,10 @@ def ruled_out(frames: Frames) -> list[str]:
     out = []
     for method, chosen in best.items():
         g = final[final["method"] == method].set_index("reading")
-        top = g.loc[chosen, "agree_val"] + g.loc[chosen, "agree_test"]
+        top = g.loc[chosen, "within_val"] + g.loc[chosen, "within_test"]
         for reading, r in g.iterrows():
-            if reading != chosen and r["agree_val"] + r["agree_test"] < top:
-                out.append(f"{reading} ({r['agree_val'] + r['agree_test']} of {2 * r['cells']} against {top})")
+            if reading != chosen and r["within_val"] + r["within_test"] < top:
+                out.append(f"{reading} ({r['within_val'] + r['within_test']} of {2 * r['cells']} within 1 pt, against {top})")
     return out
 
 
@@ -291,6 +291,7 @@ def readings_display(table: pd.DataFrame, epoch: str) -> pd.DataFrame:
         "Cells": t["cells"], "Seeds": t["seeds"],
         "Agree, val": [f"{a} of {c}" for a, c in zip(t["agree_val"], t["cells"])],
         "Agree, test": [f"{a} of {c}" for a, c in zip(t["agree_test"], t["cells"])],
+        "Within 1 pt, val / test": [f"{a} / {b}" for a, b in zip(t["within_val"], t["within_test"])],
         "Mean |diff| val (pts)": t["mean_abs_diff_val"].map(pts), "Mean |diff| test (pts)": t["mean_abs_diff_test"].map(pts),
         "Mean diff test (pts)": t["mean_diff_test"].map(lambda v: f"{100 * v:+.2f}"),
     })
