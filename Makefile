@@ -53,7 +53,7 @@ publish: setup  ## copy the finished grid and readings runs of RUNS into results
 figure: report  ## the report's comparison figure into docs/figures/ (the README's image)
 	mkdir -p docs/figures && cp $(REPORT)/figures/comparison.png docs/figures/comparison.png
 
-bench: setup  ## benchmark the backward rules against dense and nn.Linear (ARGS="--projection" adds the sweep projection)
+bench: setup  ## benchmark the backward rules against dense, nn.Linear and meProp's technique (the sweep's time: make projection)
 	$(PY) scripts/bench_backward.py $(ARGS)
 
 bench-ensemble: setup  ## does training 5 seeds as one stacked ensemble beat 5 separate runs? (ARGS="--grid": all 25 archs)

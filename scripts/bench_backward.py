@@ -2,7 +2,6 @@
 
     python scripts/bench_backward.py                        # (make bench) l1-64 l3-256 l3-1024 l5-1024, 4 methods
     python scripts/bench_backward.py --archs l3-1024 --methods topk dense --scopes batch sample
-    python scripts/bench_backward.py --projection           # + projected time of the full Fashion-MNIST sweep
     python scripts/bench_backward.py --archs l3-1024 --bounds  # + lower bounds of top-k's backward (see BOUNDS)
 
 For each (arch, method, scope, batch size) one training step is timed phase by
@@ -38,7 +37,6 @@ import torch.nn.functional as F
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.grid import method_from_conf
 from asym_sweep.methods import MethodSpec
-from asym_sweep.grid import FASHION_ARCHS as THESIS_ARCHS
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.sparse import LinearGrads, Needs, TopK
@@ -48,7 +46,6 @@ from asym_sweep.train import make_adam
 PHASES = ("forward", "backward", "select", "optimizer", "step")
 DEFAULT_ARCHS = ("l1-64", "l3-256", "l3-1024", "l5-1024")
 DEFAULT_METHODS = ("plain", "plain-dropout", "dense", "dropout", "topk", "partial", "complete")
-TRAIN_EXAMPLES, EVAL_EXAMPLES = 55_000, 15_000
 
 
 @dataclass
@@ -320,42 +317,6 @@ def render(rows: list[dict[str, object]]) -> str:
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells)
 
 
-def eval_seconds(arch: str, device: torch.device, seed: int) -> float:
-    """Forward over the validation and test sets once (as train.evaluate does, one big batch)."""
-    model = build_mlp(parse_arch(arch), method_spec("dense", "batch").layer_rules(parse_arch(arch).depth + 1), seed=seed).to(device).eval()
-    x = torch.rand(EVAL_EXAMPLES, 784, device=device)
-    sync = device_sync(device)
-    with torch.no_grad():
-        model(x[:1000])
-        if sync: sync()
-        start = time.perf_counter()
-        model(x)
-        if sync: sync()
-    return time.perf_counter() - start
-
-
-def projection(args, device: torch.device, progress: bool) -> dict[str, object]:
-    """Full Fashion-MNIST sweep (25 archs x 4 methods x seeds x epochs) from measured per-step times."""
-    methods = ("dropout", "topk", "partial", "complete")
-    total, per_method = 0.0, {m: 0.0 for m in methods}
-    for i, arch in enumerate(THESIS_ARCHS, start=1):
-        if progress:
-            sys.stderr.write(f"\rprojection: {arch} ({i}/25)\033[K")
-        cases = [make_case(arch, m, "batch", args.batch[0], device, args.seed) for m in methods]
-        measure(cases, device, warmup=5, rounds=args.projection_rounds, seed=args.seed, progress=False)
-        ev = eval_seconds(arch, device, args.seed)
-        for case in cases:
-            epoch = TRAIN_EXAMPLES / case.batch * statistics.median(case.samples["step"]) + ev
-            seconds = epoch * args.epochs * args.seeds
-            per_method[case.method] += seconds
-            total += seconds
-    if progress:
-        sys.stderr.write("\r\033[K")
-    return {"seconds": total, "hours": total / 3600, "per_method_hours": {m: s / 3600 for m, s in per_method.items()},
-            "epochs": args.epochs, "seeds": args.seeds, "batch": args.batch[0], "threads": torch.get_num_threads(),
-            "note": "one job at a time with these threads; excludes data loading (about 1 s per run) and Python start-up"}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
@@ -374,10 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="wrap every model in torch.compile (default inductor backend)")
     p.add_argument("--bounds", action="store_true",
                    help="also measure topk-floor and topk-products, lower bounds of top-k's backward (not training methods)")
-    p.add_argument("--projection", action="store_true", help="also project the full Fashion-MNIST sweep's time")
-    p.add_argument("--projection-rounds", type=int, default=40)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", default="outputs/bench", help="folder for the JSON result (a new file each run)")
     args = p.parse_args(argv)
     if args.bounds:
@@ -393,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but CUDA is not available")
-        for name in ("rounds", "warmup", "threads", "projection_rounds"):
+        for name in ("rounds", "warmup", "threads"):
             if getattr(args, name) < (0 if name == "warmup" else 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'warmup' else 1}")
     except (ValueError, FileNotFoundError) as err:
@@ -413,12 +370,6 @@ def main(argv: list[str] | None = None) -> int:
     print(render(rows))
     result: dict[str, object] = {"machine": machine, "host": platform.node(), "args": vars(args), "rows": rows,
                                  "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    if args.projection:
-        proj = projection(args, device, progress=sys.stderr.isatty())
-        result["projection"] = proj
-        print(f"\nprojected full sweep (25 archs x 4 methods x {args.seeds} seeds x {args.epochs} epochs, batch {args.batch[0]}, "
-              f"{proj['threads']} threads, one job at a time): {proj['hours']:.1f} h "
-              + ", ".join(f"{m} {h:.1f} h" for m, h in proj["per_method_hours"].items()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{platform.node()}.json"
