@@ -54,14 +54,27 @@ def panel_summary(runs: pd.DataFrame, grid: ThesisGrid, epoch: str, panel: tuple
     return summarize(on_panel, grid.baseline_tag, epoch) if len(on_panel) else pd.DataFrame()
 
 
-def reading_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, panel: tuple[str, ...] = PANEL) -> pd.DataFrame:
-    """One row per (epoch mode, method, reading) with the panel's agreement figures."""
+def common_cells(t: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """Only the cells where every reading of the method has ``seeds`` seeds: each method's
+    readings are then compared on the same cells (a reading still running counts nowhere yet)."""
+    keep = []
+    for method, g in t.groupby("method"):
+        readings = g["method_tag"].unique()
+        full = g[g["n_seeds"] >= seeds].groupby("arch")["method_tag"].nunique()
+        keep += [(method, arch) for arch, n in full.items() if n == len(readings)]
+    return t[t.set_index(["method", "arch"]).index.isin(keep)]
+
+
+def reading_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, panel: tuple[str, ...] = PANEL,
+                  seeds: int = 3) -> pd.DataFrame:
+    """One row per (epoch mode, method, reading) with the panel's agreement figures, over the cells
+    where all of the method's readings have ``seeds`` seeds (`common_cells`)."""
     rows = []
     for epoch in EPOCH_MODES:
         summary = panel_summary(runs, grid, epoch, panel)
         if summary.empty:
             continue
-        for (method, tag), g in compared(summary, reference).groupby(["method", "method_tag"]):
+        for (method, tag), g in common_cells(compared(summary, reference), seeds).groupby(["method", "method_tag"]):
             rows.append({
                 "epoch": epoch, "method": method, "reading": tag, "default": tag == grid.tags.get(method),
                 "cells": len(g), "seeds": f"{int(g['n_seeds'].min())}-{int(g['n_seeds'].max())}",
