@@ -212,7 +212,7 @@ def resume(t: Training, log: Callable[[str], None]) -> None:
 def train_epochs(t: Training) -> None:
     """Every epoch not yet in the history: train, evaluate, record, checkpoint, report."""
     cfg, epochs = t.cfg, t.cfg.train.epochs
-    bar = RunProgress(f"{cfg.dataset.name} {t.arch.name} {t.spec.tag()} seed{cfg.seed}", epochs,
+    bar = RunProgress(f"{cfg.dataset.name} {t.arch.name} {records.run_tag(cfg)} seed{cfg.seed}", epochs,
                       n_batches(len(t.splits.train_y), cfg.train.batch_size), len(t.history), progress_enabled(cfg.progress))
     try:
         for epoch in range(len(t.history), epochs):
