@@ -158,6 +158,7 @@ def print_projection(config: DictConfig) -> None:
     jobs = jobs_of_launch(config.hydra.launcher)
     threads = threads_for_job(config, jobs, config.hydra.launcher).threads
     overrides = projection.job_overrides(params or {}, config.hydra.overrides.task)
+    print(f"projection: timing {len(overrides)} jobs (finished runs, else a few measured steps each) ...", file=sys.stderr, flush=True)
     print(projection.render(projection.project(overrides, Path(config.runs_root), jobs, threads)), file=sys.stderr, flush=True)
 
 
