@@ -1,0 +1,45 @@
+"""The projected time of a launch (projection.py): every job counted once, timed from finished
+runs where there are any and from measured steps otherwise, nothing trained."""
+
+from __future__ import annotations
+
+import pytest
+
+from asym_sweep import projection, records
+from helpers import TINY, cli, compose_config, small_overrides
+
+
+def test_job_overrides_are_the_sweepers_jobs_in_its_order():
+    jobs = projection.job_overrides({"arch": "l1-64,l2-64", "seed": "range(0,2)"}, ["method=topk,dropout", "train.epochs=1"])
+    assert len(jobs) == 8
+    assert jobs[0] == ["arch=l1-64", "seed=0", "method=topk", "train.epochs=1"]
+    assert jobs[1] == ["arch=l1-64", "seed=0", "method=dropout", "train.epochs=1"]
+
+
+def test_a_finished_run_costs_nothing_and_its_settings_time_the_others(tiny_data, tmp_path):
+    runs = tmp_path / "runs"
+    assert cli(small_overrides(tiny_data, runs), tmp_path).returncode == 0
+    done = compose_config(small_overrides(tiny_data, runs))
+    walls = projection.completed_wall(runs)
+    assert list(walls) == [("fashion_mnist", "l1-32", "topk-k40" + TINY)]
+    assert projection.estimate(done, walls, {}, 1).source == "done"
+    other_seed = compose_config(small_overrides(tiny_data, runs, seed=1))
+    est = projection.estimate(other_seed, walls, {}, 1)
+    assert est.source == "records" and est.seconds == pytest.approx(walls[("fashion_mnist", "l1-32", "topk-k40" + TINY)][0])
+
+
+def test_without_records_a_job_is_measured_once_per_setting(tiny_data, tmp_path):
+    measured: dict = {}
+    cfg = compose_config(small_overrides(tiny_data, tmp_path / "none", **{"dataset.val_size": 5000}))
+    first = projection.estimate(cfg, {}, measured, 1)
+    assert first.source == "measured" and first.seconds > projection.START_S and len(measured) == 1
+    again = projection.estimate(compose_config(small_overrides(tiny_data, tmp_path / "none", seed=3, **{"dataset.val_size": 5000})), {}, measured, 1)
+    assert again.seconds == first.seconds and len(measured) == 1  # the same settings: measured once
+
+
+def test_projection_only_prints_and_trains_nothing(tiny_data, tmp_path):
+    runs = tmp_path / "runs"
+    done = cli(small_overrides(tiny_data, runs) + ["--multirun", "arch=l1-16,l2-16", "seed=0,1", "projection=only"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "projection: 4 runs, 1 at a time" in done.stderr and "4 measured" in done.stderr
+    assert not records.run_folders(runs) if runs.exists() else True
