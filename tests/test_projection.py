@@ -43,3 +43,12 @@ def test_projection_only_prints_and_trains_nothing(tiny_data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "projection: 4 runs, 1 at a time" in done.stderr and "4 measured" in done.stderr
     assert not records.run_folders(runs) if runs.exists() else True
+
+
+def test_render_aligns_the_columns_for_long_tags():
+    p = projection.Projection(jobs=2)
+    for tag, s in (("topk-k40", 3600.0), ("complete-k170-neurons_union_params", 7200.0)):
+        p.add(tag, projection.Estimate(s, "measured"))
+    lines = projection.render(p).splitlines()
+    assert lines[0].startswith("projection: 2 runs, 2 at a time: 1.5 h (3.0 h of job time); 2 measured")
+    assert [line.index(" runs") for line in lines[1:3]] == [lines[1].index(" runs")] * 2

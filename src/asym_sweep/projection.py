@@ -151,8 +151,9 @@ def render(p: Projection) -> str:
     lines = [f"projection: {sum(len(v) for v in p.per_tag.values())} runs, {p.jobs} at a time: "
              f"{hours:.1f} h ({p.job_seconds / 3600:.1f} h of job time); "
              + ", ".join(f"{n} {s}" for s, n in sorted(p.sources.items()))]
+    width = max(map(len, p.per_tag), default=0)  # the column fits the longest run tag
     for tag, seconds in sorted(p.per_tag.items(), key=lambda kv: -sum(kv[1])):
-        lines.append(f"  {tag:32} {len(seconds):4} runs  {sum(seconds) / 3600 / max(1, p.jobs):6.2f} h")
+        lines.append(f"  {tag:{width}} {len(seconds):4} runs  {sum(seconds) / 3600 / max(1, p.jobs):6.2f} h")
     if p.sources.get("measured") and p.jobs > 1:
         lines.append("  (measured runs were timed alone; beside the launch's other jobs a run can take up to 1.5x)")
     return "\n".join(lines)

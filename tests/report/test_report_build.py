@@ -185,3 +185,15 @@ def test_the_first_page_answers_claim_by_claim(tmp_path: Path) -> None:
     assert index.index('id="answer"') < index.index('id="summary"')  # the answer comes first
     assert "MNIST (thesis Tables 9.1-9.2): its training images cannot be had" in index
     assert (out / "tables" / "answer_disagreements.md").is_file()
+
+
+def test_heatmaps_with_many_methods(tmp_path: Path) -> None:
+    """A runs root holding the readings panel and other rules has dozens of method tags: the depth x width
+    heatmaps once failed there (Plotly's vertical spacing limit, 10 rows of panels)."""
+    runs = tmp_path / "runs"
+    for i in range(40):
+        for arch in ("l1-64", "l2-128"):
+            write_run(runs, tag=f"swat-s0.{i:02d}", method="swat", rule="swat", params={"sparsity": 0.5 + i / 100},
+                      arch=arch, seed=0, val=0.8, test=0.79)
+    build(runs, tmp_path / "report", seeds=1, log=lambda _: None)
+    assert "heatmap_test_acc_fashion_mnist" in (tmp_path / "report" / "index.html").read_text()
