@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -159,13 +160,25 @@ def bound_rules(method: str, n_layers: int) -> list[TopK]:
     return [BOUNDS[method](k=k) for _ in range(n_layers)]
 
 
+def method_options(method: str) -> tuple[str, dict[str, object]]:
+    """``partial:x_scope=sample,k2=100`` -> ("partial", {"x_scope": "sample", "k2": 100}): a
+    conf/method name with parameters replaced, so a reading (docs/methods.md) can be benched."""
+    name, _, options = method.partition(":")
+    params = {}
+    for item in filter(None, options.split(",")):
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)
+    return name, params
+
+
 def method_spec(method: str, scope: str, k: int | None = None) -> MethodSpec:
     """A conf/method file's method in ``scope``; ``k`` replaces top-k's k (meProp's MNIST setting: 30)."""
-    if method == "dense":
+    name, options = method_options(method)
+    if name == "dense":
         return MethodSpec(name="dense", rule="dense", scope=scope)
-    spec = method_from_conf(method)
-    params = {**spec.params, "k": k} if k is not None and method == "topk" else spec.params
-    return MethodSpec(spec.name, spec.rule, params, scope, spec.dropout, spec.sparsify_output)
+    spec = method_from_conf(name)
+    params = {**spec.params, "k": k} if k is not None and name == "topk" else dict(spec.params)
+    return MethodSpec(spec.name, spec.rule, {**params, **options}, scope, spec.dropout, spec.sparsify_output)
 
 
 def topk_k(k: int | None) -> int:
@@ -321,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                   help="plain, plain-dropout, dense, meprop (the peer: meProp's unified top-k), or conf/method names")
+                   help="plain, plain-dropout, dense, meprop (the peer: meProp's unified top-k), or conf/method names, "
+                        "optionally with parameters: partial:x_scope=sample")
     p.add_argument("--k", type=int, help="top-k's k for topk and meprop (default: conf/method/topk.yaml's; meProp's MNIST setting: 30)")
     p.add_argument("--scopes", nargs="+", default=["batch"], choices=["batch", "sample"])
     p.add_argument("--batch", nargs="+", type=int, default=[50])
@@ -344,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             parse_arch(arch)
         for m in args.methods:
             if m not in ("dense", "meprop", *PLAIN, *BOUNDS):
-                method_from_conf(m)
+                method_spec(m, "batch").layer_rules(2)  # builds the rules: their parameter checks
         if args.k is not None and args.k < 1:
             raise ValueError("--k must be at least 1")
         device = torch.device(args.device)

@@ -33,6 +33,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert bench.main(["--archs", "l0-5", "--out", str(tmp_path)]) == 2
     assert "bench: error:" in capsys.readouterr().err
     assert bench.main(["--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert "no method 'nope' in conf/method (there: complete, dropout," in capsys.readouterr().err
+    assert bench.main(["--methods", "partial:x_scope=bogus", "--out", str(tmp_path)]) == 2
+    assert "x_scope must be one of sample, batch or null" in capsys.readouterr().err
     assert bench.main(["--rounds", "0", "--out", str(tmp_path)]) == 2
     assert "--rounds must be at least 1" in capsys.readouterr().err
     assert not list(tmp_path.glob("bench-*.json"))
@@ -71,3 +74,16 @@ def test_products_bound_computes_topks_products_on_the_first_k_rows():
     (floor,) = bench.bound_rules("topk-floor", 1)
     nothing = floor.backward(g, x, w, Needs(False, True, True), None)
     assert nothing.input is None and nothing.rows.numel() == 0
+
+
+def test_a_reading_is_benched_with_its_parameters(tmp_path):
+    """``partial:x_scope=sample``: conf/method's partial with one parameter replaced (issue 17's
+    per-example input selection, benched against batch-scope partial)."""
+    bench = load_script("bench_backward")
+    case = bench.make_case("l1-16", "partial:x_scope=sample,k2=8", "batch", 4, bench.torch.device("cpu"), seed=0)
+    rule = case.model.layers[0].rule
+    assert (rule.x_scope, rule.k1, rule.k2) == ("sample", 40, 8)
+    assert bench.main(["--archs", "l1-16", "--methods", "partial", "partial:x_scope=sample", "--warmup", "0", "--rounds", "1",
+                       "--threads", "1", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("bench-*.json")
+    assert [r["method"] for r in json.loads(path.read_text())["rows"]] == ["partial", "partial:x_scope=sample"]

@@ -49,7 +49,11 @@ def readings(conf_dir: Path = CONF_DIR) -> tuple[str, ...]:
 
 def method_from_conf(name: str, conf_dir: Path = CONF_DIR) -> MethodConfig:
     """The method defined by ``conf/method/<name>.yaml``."""
-    return MethodConfig.from_config(OmegaConf.load(conf_dir / "method" / f"{name}.yaml"))
+    path = conf_dir / "method" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in (conf_dir / "method").glob("*.yaml")))
+        raise ValueError(f"no method {name!r} in conf/method (there: {known})")
+    return MethodConfig.from_config(OmegaConf.load(path))
 
 
 @dataclass(frozen=True)
