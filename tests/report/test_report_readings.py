@@ -99,3 +99,22 @@ def test_the_report_has_a_readings_page(panel_runs: Path, tmp_path: Path) -> Non
     for epoch in ("final", "best_val", "best_each"):
         assert (out / "tables" / f"readings_{epoch}.md").is_file()
     assert (out / "tables" / "readings_claims_best.md").is_file()
+    assert not (out / "tables" / "readings_first_seed.md").exists()  # every seed is in: nothing to show apart
+
+
+def test_the_first_seed_alone_while_the_others_run(panel_runs: Path, tmp_path: Path) -> None:
+    """A third panel cell with seed 0 only: the 3-seed tables keep 2 cells, and a table of seed 0
+    alone covers all 3 (and appears only while it covers more)."""
+    for method, tag in TAGS.items():
+        write_thesis_run(panel_runs, tag, arch="l1-256", seed=0, val=0.85, test=0.85)
+    write_run(panel_runs, tag=TAGS["partial"] + "+b10", method="partial", rule="partial", params={"k1": 40, "k2": 200},
+              arch="l1-256", seed=0, val=0.8609, test=0.8609, batch=10)  # the thesis' value (Table 9.23)
+    panel = (*PANEL, "l1-256")
+    runs = collect(panel_runs).runs
+    first = rd.reading_table(runs, th.load_reference(GRID), GRID, panel, seeds=1)
+    first = first[first["epoch"] == "final"].set_index("reading")
+    assert first.loc["partial-k1_40-k2_200+b10", "cells"] == 3 and first.loc["partial-k1_40-k2_200+b10", "within_test"] == 3
+    assert rd.reading_table(runs, th.load_reference(GRID), GRID, panel).set_index("reading").loc["topk-k40", "cells"].max() == 2
+    out = tmp_path / "report"
+    build(panel_runs, out, seeds=2, log=lambda _: None)
+    assert (out / "tables" / "readings_first_seed.md").is_file()
