@@ -8,7 +8,7 @@ from asym_sweep import records, status
 from helpers import compose_config
 
 
-def write_result(runs, arch, tag, seed, overrides=(), state="completed"):
+def write_result(runs, arch, tag, seed, overrides=(), state="completed", wall_s=1800.0, jobs=1):
     cfg = OmegaConf.to_container(compose_config([f"arch={arch}", f"seed={seed}", *overrides]), resolve=True)
     folder = runs / "fashion_mnist" / arch / tag / f"seed{seed}"
     result = {"schema_version": records.SCHEMA_VERSION, "status": state, "dataset": "fashion_mnist", "arch": arch,
@@ -16,7 +16,8 @@ def write_result(runs, arch, tag, seed, overrides=(), state="completed"):
     if state == "completed":
         epochs = cfg["train"]["epochs"]
         result.update(epochs=epochs, history=[{"epoch": i + 1} for i in range(epochs)],
-                      final={"val_acc": 0.8, "test_acc": 0.8}, timing={"backward_s": 1.0}, flops={})
+                      final={"val_acc": 0.8, "test_acc": 0.8}, timing={"backward_s": 1.0, "wall_s": wall_s}, flops={},
+                      environment={"jobs": jobs})
     records.write_json_atomic(folder / records.RESULT_FILE, result)
     return folder
 
@@ -24,7 +25,7 @@ def write_result(runs, arch, tag, seed, overrides=(), state="completed"):
 def test_every_cell_is_in_one_state_and_other_settings_stand_apart(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_result(runs, "l1-64", "topk-k40", 0)
-    write_result(runs, "l1-64", "dropout-p0.4", 0, ["method=dropout"])
+    write_result(runs, "l1-64", "dropout-p0.4", 0, ["method=dropout"], jobs=2)
     # A 1-epoch run in the grid's own folder (made before settings were in folder names): not a grid run.
     write_result(runs, "l2-64", "topk-k40", 0, ["train.epochs=1"])
     write_result(runs, "l1-64", "topk-k40+e2", 1, ["train.epochs=2"])
@@ -53,6 +54,8 @@ def test_every_cell_is_in_one_state_and_other_settings_stand_apart(tmp_path, cap
     assert rows["dropout-p0.4"]["completed"] == 1 and rows["complete-k170"]["missing"] == 50
     out = capsys.readouterr().out
     assert "thesis grid: 2 of 200 runs completed" in out
+    # 2 grid runs of 0.5 h, one of them beside a second job; the two off-grid runs add 1 h of run time
+    assert "machine time of the completed runs: grid 0.8 h (1.0 h of run time), all 1.8 h (2.0 h)" in out
     other = out.split("other settings")[1]
     assert "topk-k40+e2" in other and "l2-64" in other  # both shown apart, neither counted
 

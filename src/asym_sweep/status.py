@@ -38,6 +38,8 @@ class RunState:
     seed: int
     state: str
     grid_settings: bool  # the saved config has the reference setup (no settings tag)
+    wall_s: float = 0.0  # a completed run's wall seconds (all its segments)
+    jobs: int = 1  # runs its launch made at once
 
 
 def scan(runs_root: Path) -> list[RunState]:
@@ -45,7 +47,10 @@ def scan(runs_root: Path) -> list[RunState]:
     for folder in records.run_folders(runs_root):
         state, result, _ = records.classify(folder)
         grid_settings = state != "completed" or settings_tag(result["config"]) == ""
-        states.append(RunState(*records.folder_key(folder), state, grid_settings))
+        # records older than the timing or environment keys count no time (never a crash)
+        wall, jobs = ((result["timing"].get("wall_s", 0.0), result.get("environment", {}).get("jobs", 1))
+                      if state == "completed" else (0.0, 1))
+        states.append(RunState(*records.folder_key(folder), state, grid_settings, float(wall), int(jobs)))
     return states
 
 
@@ -94,6 +99,18 @@ def other_settings(states: list[RunState], seeds: int, grid: ThesisGrid | None =
     ]
 
 
+def machine_hours(states: list[RunState]) -> tuple[float, float]:
+    """(run hours, machine hours) of the completed runs: the sum of their wall times, and that sum
+    with each run divided by the jobs its launch ran at once (two 1-thread jobs share the machine)."""
+    done = [s for s in states if s.state == "completed"]
+    return sum(s.wall_s for s in done) / 3600, sum(s.wall_s / max(1, s.jobs) for s in done) / 3600
+
+
+def in_grid(states: list[RunState], seeds: int, grid: ThesisGrid) -> list[RunState]:
+    cells = {d: grid.cells(d, seeds) for d in {s.dataset for s in states}}
+    return [s for s in states if (s.arch, s.tag, s.seed) in cells[s.dataset] and s.grid_settings]
+
+
 def render(rows: list[dict[str, object]]) -> str:
     columns = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
@@ -120,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     done = sum(int(r["completed"]) for r in rows)
     total = sum(int(r["grid"]) for r in rows)
     print(f"{len(states)} run folders under {root}; thesis grid: {done} of {total} runs completed")
+    grid_runs, grid_machine = machine_hours(in_grid(states, args.seeds, grid))
+    all_runs, all_machine = machine_hours(states)
+    print(f"machine time of the completed runs: grid {grid_machine:.1f} h ({grid_runs:.1f} h of run time), "
+          f"all {all_machine:.1f} h ({all_runs:.1f} h); a run's share is its wall time over the jobs run at once")
     print(render(rows))
     others = other_settings(states, args.seeds, grid)
     if others:
