@@ -73,3 +73,14 @@ def test_epoch_curves(runs: Path) -> None:
     assert list(topk.index) == list(range(1, 21)) and set(topk["n"]) == {3}
     assert topk.loc[19, "val_acc_mean"] == pytest.approx(0.81)  # each seed is 0.01 lower one epoch earlier
     assert topk.loc[20, "val_acc_hi"] == pytest.approx(0.82 + 0.0496828, abs=1e-6)
+
+
+def test_one_run_slowed_by_other_work_does_not_move_the_time_ratio(tmp_path: Path) -> None:
+    """The ratio to dropout is of medians over seeds: a 10x backward of one seed (a run that shared
+    the machine with a test suite) leaves it where its other seeds put it; the mean still shows it."""
+    for seed, backward in enumerate([1.0, 10.0, 1.2]):
+        write_thesis_run(tmp_path, "partial-k1_40-k2_200", arch="l5-64", seed=seed, backward=backward)
+        write_thesis_run(tmp_path, "dropout-p0.4", arch="l5-64", seed=seed, backward=2.0)
+    partial = _row(summarize(collect(tmp_path).runs, BASE), "l5-64", "partial-k1_40-k2_200")
+    assert partial["backward_ratio"] == pytest.approx(0.6)
+    assert partial["backward_s_mean"] == pytest.approx(12.2 / 3) and partial["backward_s_max"] == 10.0

@@ -54,6 +54,7 @@ def summarize_group(group: pd.DataFrame) -> dict[str, object]:
     row.update(_ci_columns("test_acc", done["test_acc"]))
     for key in MEANS:
         row[f"{key}_mean"] = pd.to_numeric(done[key], errors="coerce").mean() if len(done) and key in done else math.nan
+    row["backward_s_median"] = done["backward_s"].median() if len(done) else math.nan
     row["backward_s_min"] = done["backward_s"].min() if len(done) else math.nan
     row["backward_s_max"] = done["backward_s"].max() if len(done) else math.nan
     row.update(timing_conditions(done))
@@ -77,7 +78,8 @@ def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
 
 
 def summarize(runs: pd.DataFrame, baseline: str, epoch: str = "final") -> pd.DataFrame:
-    """One row per group; ``backward_ratio`` is NaN where the group's baseline has no completed run.
+    """One row per group; ``backward_ratio`` (median backward seconds over the baseline's median) is
+    NaN where the group's baseline has no completed run.
     ``epoch``: the reported epoch (`EPOCH_MODES`)."""
     if runs.empty:
         return pd.DataFrame(columns=[*GROUP, "n_seeds"])
@@ -86,9 +88,11 @@ def summarize(runs: pd.DataFrame, baseline: str, epoch: str = "final") -> pd.Dat
         runs = runs.assign(val_acc=runs[val], test_acc=runs[test])
     rows = [{**dict(zip(GROUP, key)), **summarize_group(g)} for key, g in runs.groupby(GROUP, sort=True)]
     table = pd.DataFrame(rows)
-    base = table[table["method_tag"] == baseline].set_index(["dataset", "arch"])["backward_s_mean"]
+    # The ratio of medians over seeds: one run slowed by other work on the machine (seen: a 10x
+    # backward beside a test suite, its seeds at 1x) moves a mean, not a median of 3-5 seeds.
+    base = table[table["method_tag"] == baseline].set_index(["dataset", "arch"])["backward_s_median"]
     keys = pd.MultiIndex.from_frame(table[["dataset", "arch"]])
-    table["backward_ratio"] = table["backward_s_mean"].to_numpy() / base.reindex(keys).to_numpy()
+    table["backward_ratio"] = table["backward_s_median"].to_numpy() / base.reindex(keys).to_numpy()
     bases = {(r["dataset"], r["arch"]): r for _, r in table[table["method_tag"] == baseline].iterrows()}
     table["timing_note"] = [timing_note(r, bases.get((r["dataset"], r["arch"]))) for _, r in table.iterrows()]
     return table

@@ -2,7 +2,8 @@
 
 Accuracy tables (thesis Tables 9.1, 9.3, ... 9.51): one row per method,
 validation and test accuracy as ``mean (lo, hi)``. Time tables (9.2, ... 9.52):
-one row per method, backward seconds and the ratio to dropout. Cell
+one row per method, backward seconds and the ratio to dropout (of medians over
+seeds). Cell
 conventions: a group with one seed shows ``mean (n=1)`` (no interval exists);
 a method without a completed run shows ``missing`` (never zero); a value the
 thesis does not have shows an em dash.
