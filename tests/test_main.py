@@ -15,7 +15,7 @@ import pytest
 
 from omegaconf import OmegaConf
 
-from asym_sweep import records
+from asym_sweep import records, runlock
 from asym_sweep.resources import choose_threads
 from conftest import make_idx_dataset
 from helpers import TINY, cli, small_overrides
@@ -208,7 +208,7 @@ def test_sigkill_mid_epoch_resumes_to_identical_numbers(tmp_path):
     assert records.load_checkpoint(killed)[1] is None  # the snapshot survived intact
     assert not [p for p in killed.iterdir() if p.name.endswith(".tmp")]
     # The kernel released the lock with the process: nothing stale blocks the relaunch.
-    assert records.lock_holder(killed) is None
+    assert runlock.lock_holder(killed) is None
 
     resumed = cli(small_overrides(data, tmp_path / "killed", **SLOW), tmp_path)
     assert resumed.returncode == 0 and "resuming" in resumed.stderr, resumed.stderr
@@ -249,7 +249,7 @@ def test_a_second_launch_of_a_live_run_skips_it_and_touches_nothing(tmp_path, la
     result = json.loads((live / records.RESULT_FILE).read_text())
     saved = OmegaConf.load(live / ".hydra" / "config.yaml")
     assert result["epochs"] == saved.train.epochs == 4 and saved.threads == 1 and result["environment"]["threads"] == 1
-    assert records.lock_holder(live) is None
+    assert runlock.lock_holder(live) is None
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])

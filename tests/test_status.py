@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from asym_sweep import records, status
+from asym_sweep import records, runlock, status
 from helpers import compose_config
 
 
@@ -36,7 +36,7 @@ def test_every_cell_is_in_one_state_and_other_settings_stand_apart(tmp_path, cap
     # Live: another launch holds the lock.
     live = runs / "fashion_mnist/l5-64/topk-k40/seed1"
     records.save_checkpoint(live, {}, 1, {})
-    lock = records.RunLock(live)
+    lock = runlock.RunLock(live)
     assert lock.acquire() is None
     broken = runs / "fashion_mnist/l1-128/topk-k40/seed0"
     broken.mkdir(parents=True)

@@ -3,7 +3,7 @@
 Hydra composes the config from ``conf/`` and creates the run folder, which is derived from
 the run's identity (``<runs_root>/<dataset>/<arch>/<run tag>/seed<N>``, `config.run_subdir`),
 never from a timestamp. This module decides what to do in it: reject a bad config (touching
-nothing), skip a run another launch is training (its lock, `records.RunLock`), skip a
+nothing), skip a run another launch is training (its lock, `runlock.RunLock`), skip a
 finished run, refuse to overwrite a finished run made with other settings, or train
 (resuming a checkpoint).
 
@@ -24,7 +24,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from asym_sweep import launch, records, resources, train
+from asym_sweep import launch, records, resources, runlock, train
 from asym_sweep.config import CONF_DIR, ConfigError, identity, identity_differences, validate
 from asym_sweep.data import DataError
 from asym_sweep.progress import FILE_LOGGER, RUN_LOGGER
@@ -47,7 +47,7 @@ def _close_run_log(run_dir: Path) -> None:
 def _remove_if_empty(run_dir: Path) -> None:
     """Remove a run folder that holds nothing of a run (only this launch's log and lock) and its
     empty parents. The caller holds the folder's lock."""
-    if {p.name for p in run_dir.iterdir()} - {records.LOG_FILE, records.LOCK_FILE}:
+    if {p.name for p in run_dir.iterdir()} - {records.LOG_FILE, runlock.LOCK_FILE}:
         return
     _close_run_log(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -63,7 +63,7 @@ def _discard_if_new(run_dir: Path) -> None:
     holds is left alone."""
     if not run_dir.is_dir():
         return
-    lock, _ = records.acquire_run_lock(run_dir, tries=1)
+    lock, _ = runlock.acquire_run_lock(run_dir, tries=1)
     if lock is not None:
         with lock:
             _remove_if_empty(run_dir)
@@ -83,7 +83,7 @@ def execute(cfg: DictConfig, run_dir: Path, threads: resources.ThreadChoice | No
         validate(cfg)
     except ConfigError as err:
         return _reject(cfg, run_dir, str(err))
-    lock, holder = records.acquire_run_lock(run_dir)
+    lock, holder = runlock.acquire_run_lock(run_dir)
     if lock is None:
         assert holder is not None
         log(f"asym-sweep: {run_dir} in progress ({holder.describe()}): skipped")

@@ -3,7 +3,7 @@
 Every ``<runs>/<dataset>/<arch>/<run tag>/seed<N>/`` folder is in one state (`records.classify`):
 
 * ``completed``: a valid ``result.json`` with status completed;
-* ``running``: another launch holds the folder's lock (`records.lock_holder`);
+* ``running``: another launch holds the folder's lock (`runlock.lock_holder`);
 * ``interrupted``: a checkpoint and nobody holding the lock (the process died: resumable);
 * ``failed``: ``result.json`` with status failed; ``damaged``: an unreadable result;
 * ``empty``: nothing of a run yet.
