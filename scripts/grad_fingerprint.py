@@ -38,8 +38,17 @@ def platform_key() -> dict[str, str]:
     return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
 
 
+# Methods as they were configured when first fingerprinted, where conf/method has moved on
+# since: partial connectivity's inputs per mini-batch (its default until the readings panel
+# chose per-example inputs, docs/methods.md), so that reading stays checked bit for bit.
+EARLIER = {"partial_xbatch": ("partial", {"x_scope": None})}
+
+
 def method_configs() -> dict[str, dict]:
-    return {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=True) for p in sorted(CONF_METHODS.glob("*.yaml"))}
+    configs = {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=True) for p in sorted(CONF_METHODS.glob("*.yaml"))}
+    for alias, (base, changes) in EARLIER.items():
+        configs[alias] = {**configs[base], "params": {**configs[base]["params"], **changes}}
+    return configs
 
 
 def functional(rule_name: str, params: dict, scope: str) -> dict[str, str | None]:

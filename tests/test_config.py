@@ -20,7 +20,7 @@ def test_default_config_is_the_thesis_setup():
 
 @pytest.mark.parametrize(
     "method,params,dropout",
-    [("dropout", {}, 0.4), ("topk", {"k": 40}, 0.0), ("complete", {"k": 170}, 0.0), ("partial", {"k1": 40, "k2": 200}, 0.0)],
+    [("dropout", {}, 0.4), ("topk", {"k": 40}, 0.0), ("complete", {"k": 170}, 0.0), ("partial", {"k1": 40, "k2": 200, "x_scope": "sample"}, 0.0)],
 )
 def test_thesis_methods_have_thesis_defaults(method, params, dropout):
     cfg = compose_config([f"method={method}"])
@@ -31,7 +31,7 @@ def test_thesis_methods_have_thesis_defaults(method, params, dropout):
 def test_mnist_uses_17_epochs_and_overrides_compose():
     cfg = compose_config(["dataset=mnist", "method=partial", "method.params.k2=100", "arch=l2-128", "seed=3"])
     assert cfg.train.epochs == 17 and cfg.method.params.k2 == 100
-    assert str(run_dir(cfg)) == "outputs/runs/mnist/l2-128/partial-k1_40-k2_100/seed3"
+    assert str(run_dir(cfg)) == "outputs/runs/mnist/l2-128/partial-k1_40-k2_100-x_scope_sample/seed3"
 
 
 def test_presets_compose():

@@ -1,6 +1,8 @@
 """Gradients bit-identical to those of the code before the restructure of issue 16, on every rule,
 both scopes, through the functional path and three training steps (``scripts/grad_fingerprint.py``
-wrote ``tests/data/grad_fingerprints.json`` from that code). Bitwise equality holds for one torch
+wrote ``tests/data/grad_fingerprints.json`` from that code; partial connectivity's entries are
+its per-example-input default, and ``partial_xbatch`` the batch-scope reading that was its default
+then, still equal to that code's). Bitwise equality holds for one torch
 build on one kind of CPU only: elsewhere this test says so and skips."""
 
 from __future__ import annotations

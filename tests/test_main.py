@@ -61,8 +61,8 @@ def test_the_reference_setup_keeps_the_plain_method_tag(tiny_data, tmp_path):
     from helpers import compose_config
     from asym_sweep.records import run_subdir
 
-    cfg = compose_config(["method=partial", "arch=l2-128", "seed=3"])
-    assert run_subdir(cfg) == "fashion_mnist/l2-128/partial-k1_40-k2_200/seed3"
+    cfg = compose_config(["method=topk", "arch=l2-128", "seed=3"])
+    assert run_subdir(cfg) == "fashion_mnist/l2-128/topk-k40/seed3"
     cfg = compose_config(["method=dropout", "arch=l1-64", "train.epochs=2", "train.batch_size=10", "dataset.train_limit=500"])
     assert run_subdir(cfg) == "fashion_mnist/l1-64/dropout-p0.4+n500+e2+b10/seed0"
     assert run_subdir(compose_config(["dataset=mnist", "arch=l1-512"])) == "mnist/l1-512/topk-k40/seed0"
@@ -173,7 +173,7 @@ def test_corrupt_result_and_checkpoint_are_redone(tiny_data, tmp_path):
 
 
 SLOW = {"arch": "l2-256", "train.epochs": 4, "train.batch_size": 10, "method": "partial"}
-SLOW_TAG = f"partial-k1_40-k2_200{TINY.replace('+e1', '+e4')}+b10"
+SLOW_TAG = f"partial-k1_40-k2_200-x_scope_sample{TINY.replace('+e1', '+e4')}+b10"
 
 
 def start_slow_run(data: Path, runs: Path, cwd: Path, *extra: str, new_session: bool = False) -> subprocess.Popen:

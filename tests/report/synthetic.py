@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from asym_sweep import records
+from asym_sweep.grid import load_grid
 from asym_sweep.model import parse_arch
 
 
@@ -81,12 +82,9 @@ def write_run(
     return run_dir
 
 
-THESIS_METHODS = {
-    "dropout-p0.4": ("dropout", "dense", {}),
-    "topk-k40": ("topk", "topk", {"k": 40}),
-    "partial-k1_40-k2_200": ("partial", "partial", {"k1": 40, "k2": 200}),
-    "complete-k170": ("complete", "complete", {"k": 170}),
-}
+# The thesis methods as conf/method defines them now: tag -> (method, rule, params).
+THESIS_METHODS = {spec.tag(): (name, spec.rule, dict(spec.params)) for name, spec in load_grid().specs.items()}
+PARTIAL = load_grid().tags["partial"]  # partial connectivity's grid tag (its default reading)
 
 
 def write_thesis_run(root: Path, tag: str, **kw: Any) -> Path:

@@ -2,7 +2,7 @@ import math
 from pathlib import Path
 
 import pytest
-from synthetic import write_thesis_run
+from synthetic import PARTIAL, write_thesis_run
 
 from asym_sweep.report.aggregate import epoch_curves, summarize
 from asym_sweep.report.collect import collect
@@ -17,7 +17,7 @@ def runs(tmp_path: Path) -> Path:
         write_thesis_run(tmp_path, "dropout-p0.4", seed=seed, val=0.9, test=0.8, backward=2.0, select=0.0, flop_ratio=1.0)
     write_thesis_run(tmp_path, "topk-k40", seed=3, status="failed")
     write_thesis_run(tmp_path, "complete-k170", seed=0, val=0.7, test=0.6, backward=3.0)
-    write_thesis_run(tmp_path, "partial-k1_40-k2_200", arch="l2-64", seed=0)  # no dropout baseline on l2-64
+    write_thesis_run(tmp_path, PARTIAL, arch="l2-64", seed=0)  # no dropout baseline on l2-64
     return tmp_path
 
 
@@ -45,7 +45,7 @@ def test_single_seed_and_missing_baseline(runs: Path) -> None:
     s = summarize(collect(runs).runs, BASE)
     complete = _row(s, "l1-64", "complete-k170")
     assert complete["n_seeds"] == 1 and complete["val_acc_mean"] == 0.7 and math.isnan(complete["val_acc_lo"])
-    assert math.isnan(_row(s, "l2-64", "partial-k1_40-k2_200")["backward_ratio"])
+    assert math.isnan(_row(s, "l2-64", PARTIAL)["backward_ratio"])
 
 
 def test_only_failed_runs_give_a_group_without_numbers(tmp_path: Path) -> None:
@@ -79,8 +79,8 @@ def test_one_run_slowed_by_other_work_does_not_move_the_time_ratio(tmp_path: Pat
     """The ratio to dropout is of medians over seeds: a 10x backward of one seed (a run that shared
     the machine with a test suite) leaves it where its other seeds put it; the mean still shows it."""
     for seed, backward in enumerate([1.0, 10.0, 1.2]):
-        write_thesis_run(tmp_path, "partial-k1_40-k2_200", arch="l5-64", seed=seed, backward=backward)
+        write_thesis_run(tmp_path, PARTIAL, arch="l5-64", seed=seed, backward=backward)
         write_thesis_run(tmp_path, "dropout-p0.4", arch="l5-64", seed=seed, backward=2.0)
-    partial = _row(summarize(collect(tmp_path).runs, BASE), "l5-64", "partial-k1_40-k2_200")
+    partial = _row(summarize(collect(tmp_path).runs, BASE), "l5-64", PARTIAL)
     assert partial["backward_ratio"] == pytest.approx(0.6)
     assert partial["backward_s_mean"] == pytest.approx(12.2 / 3) and partial["backward_s_max"] == 10.0

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic import write_run, write_thesis_run
+from synthetic import PARTIAL, write_run, write_thesis_run
 
 from asym_sweep.report.build import ReportError, build
 
@@ -19,7 +19,7 @@ def partial_sweep(tmp_path: Path) -> Path:
     """l1-64 with all four thesis methods x 2 seeds, l3-256 with two methods, one failed run, one new rule."""
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        for i, tag in enumerate(["dropout-p0.4", "topk-k40", "partial-k1_40-k2_200", "complete-k170"]):
+        for i, tag in enumerate(["dropout-p0.4", "topk-k40", PARTIAL, "complete-k170"]):
             write_thesis_run(runs, tag, seed=seed, val=0.85 + 0.01 * i + 0.002 * seed, test=0.84 + 0.01 * i, backward=1.0 + i)
     write_thesis_run(runs, "topk-k40", arch="l3-256", seed=0, val=0.88, test=0.87)
     write_thesis_run(runs, "dropout-p0.4", arch="l3-256", seed=0, val=0.89, test=0.86)
@@ -43,7 +43,7 @@ def test_report_from_a_partial_sweep(partial_sweep: Path, tmp_path: Path) -> Non
     assert not (out / "tables" / "mnist_l1-512_accuracy.md").exists()
     l3 = (out / "tables" / "fashion_mnist_l3-256_accuracy.md").read_text()
     assert "Table 9.27" in l3 and "missing" in l3
-    assert "| Partial connectivity k1=40, k2=200 | missing |" in l3
+    assert "| Partial connectivity k1=40, k2=200, x_scope=sample | missing |" in l3
     assert "| Complete sparsification k=170 | missing | 0.8820 (0.8776, 0.8864) | — | n/a | missing" in l3
     l1 = (out / "tables" / "fashion_mnist_l1-64_accuracy.md").read_text()
     assert "| swat-sparsity0.7 | 0.8300 (n=1) | — |" in l1  # a new rule appears with no report change
@@ -135,13 +135,13 @@ def test_time_tables_flag_runs_timed_with_other_threads_or_under_load(tmp_path: 
         write_thesis_run(runs, "topk-k40", seed=seed, threads=2)
         # complete: one seed timed while other work held both cores
         write_thesis_run(runs, "complete-k170", seed=seed, threads=1, other_busy=2.0 if seed else 0.0)
-        write_thesis_run(runs, "partial-k1_40-k2_200", seed=seed, threads=1)
+        write_thesis_run(runs, PARTIAL, seed=seed, threads=1)
     build(runs, tmp_path / "report", log=lambda _: None)
     table = (tmp_path / "report" / "tables" / "fashion_mnist_l1-64_time.md").read_text()
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     assert "threads 2 vs dropout's 1" in rows["Top-k asymmetry k=40"]
     assert "1 of 2 runs under load" in rows["Complete sparsification k=170"]
-    assert rows["Partial connectivity k1=40, k2=200"].rstrip(" |").endswith("none")
+    assert rows["Partial connectivity k1=40, k2=200, x_scope=sample"].rstrip(" |").endswith("none")
 
 
 def test_published_and_your_runs_are_never_pooled(tmp_path: Path) -> None:
@@ -162,8 +162,8 @@ def test_published_and_your_runs_are_never_pooled(tmp_path: Path) -> None:
 
 def test_the_first_page_answers_claim_by_claim(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    accuracy = {"dropout-p0.4": 0.85, "topk-k40": 0.87, "partial-k1_40-k2_200": 0.86, "complete-k170": 0.80}
-    backward = {"dropout-p0.4": 2.0, "topk-k40": 1.0, "partial-k1_40-k2_200": 1.2, "complete-k170": 1.9}
+    accuracy = {"dropout-p0.4": 0.85, "topk-k40": 0.87, PARTIAL: 0.86, "complete-k170": 0.80}
+    backward = {"dropout-p0.4": 2.0, "topk-k40": 1.0, PARTIAL: 1.2, "complete-k170": 1.9}
     for arch in ("l1-64", "l2-64", "l3-64", "l4-64", "l5-64"):
         for tag in accuracy:
             for seed in (0, 1):

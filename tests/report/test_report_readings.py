@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic import write_run, write_thesis_run
+from synthetic import PARTIAL, write_run, write_thesis_run
 
 from asym_sweep.grid import load_grid
 from asym_sweep.report import readings as rd
@@ -21,7 +21,7 @@ PANEL = ("l5-64", "l2-128")
 # Thesis test accuracies (Tables 9.9 and 9.13).
 THESIS = {("l5-64", "dropout"): 0.8215, ("l5-64", "topk"): 0.8381, ("l5-64", "partial"): 0.8302, ("l5-64", "complete"): 0.7961,
           ("l2-128", "dropout"): 0.853, ("l2-128", "topk"): 0.8686, ("l2-128", "partial"): 0.8459, ("l2-128", "complete"): 0.8445}
-TAGS = {"dropout": "dropout-p0.4", "topk": "topk-k40", "partial": "partial-k1_40-k2_200", "complete": "complete-k170"}
+TAGS = {"dropout": "dropout-p0.4", "topk": "topk-k40", "partial": PARTIAL, "complete": "complete-k170"}
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def panel_runs(tmp_path: Path) -> Path:
         # partial at batch 10: within a point of the thesis
         for seed in (0, 1, 2):
             test = THESIS[(arch, "partial")] + 0.002 + 0.001 * seed
-            write_run(runs, tag=TAGS["partial"] + "+b10", method="partial", rule="partial", params={"k1": 40, "k2": 200},
+            write_run(runs, tag="partial-k1_40-k2_200+b10", method="partial", rule="partial", params={"k1": 40, "k2": 200},
                       arch=arch, seed=seed, val=test, test=test, batch=10)
     return runs
 
@@ -45,10 +45,10 @@ def test_agreement_per_reading_and_the_best_reading(panel_runs: Path) -> None:
     runs = collect(panel_runs).runs
     table = rd.reading_table(runs, th.load_reference(GRID), GRID, PANEL)
     final = table[table["epoch"] == "final"].set_index("reading")
-    assert final.loc["partial-k1_40-k2_200+b10", "agree_test"] == 2 and final.loc["partial-k1_40-k2_200", "agree_test"] == 0
+    assert final.loc["partial-k1_40-k2_200+b10", "agree_test"] == 2 and final.loc[PARTIAL, "agree_test"] == 0
     assert final.loc["dropout-p0.4", "agree_test"] == 2 and final.loc["topk-k40", "agree_test"] == 0
     assert final.loc["partial-k1_40-k2_200+b10", "mean_abs_diff_test"] == pytest.approx(0.003)
-    assert bool(final.loc["partial-k1_40-k2_200", "default"]) and not bool(final.loc["partial-k1_40-k2_200+b10", "default"])
+    assert bool(final.loc[PARTIAL, "default"]) and not bool(final.loc["partial-k1_40-k2_200+b10", "default"])
     best = rd.best_readings(table, "final")
     assert best == {**TAGS, "partial": "partial-k1_40-k2_200+b10"}
 
@@ -67,11 +67,11 @@ def test_the_claims_on_a_reading_set(panel_runs: Path) -> None:
 def test_a_reading_still_running_counts_nowhere(panel_runs: Path) -> None:
     import shutil
 
-    shutil.rmtree(panel_runs / "fashion_mnist" / "l2-128" / (TAGS["partial"] + "+b10") / "seed2")
+    shutil.rmtree(panel_runs / "fashion_mnist" / "l2-128" / "partial-k1_40-k2_200+b10" / "seed2")
     table = rd.reading_table(collect(panel_runs).runs, th.load_reference(GRID), GRID, PANEL)
     final = table[table["epoch"] == "final"].set_index("reading")
     # partial's readings are compared on l5-64 only now, where both have their 3 seeds
-    assert final.loc["partial-k1_40-k2_200", "cells"] == final.loc["partial-k1_40-k2_200+b10", "cells"] == 1
+    assert final.loc[PARTIAL, "cells"] == final.loc["partial-k1_40-k2_200+b10", "cells"] == 1
     assert final.loc["topk-k40", "cells"] == 2
 
 
@@ -107,7 +107,7 @@ def test_the_first_seed_alone_while_the_others_run(panel_runs: Path, tmp_path: P
     alone covers all 3 (and appears only while it covers more)."""
     for method, tag in TAGS.items():
         write_thesis_run(panel_runs, tag, arch="l1-256", seed=0, val=0.85, test=0.85)
-    write_run(panel_runs, tag=TAGS["partial"] + "+b10", method="partial", rule="partial", params={"k1": 40, "k2": 200},
+    write_run(panel_runs, tag="partial-k1_40-k2_200+b10", method="partial", rule="partial", params={"k1": 40, "k2": 200},
               arch="l1-256", seed=0, val=0.8609, test=0.8609, batch=10)  # the thesis' value (Table 9.23)
     panel = (*PANEL, "l1-256")
     runs = collect(panel_runs).runs

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic import write_thesis_run
+from synthetic import PARTIAL, write_thesis_run
 
 from asym_sweep.grid import load_grid
 from asym_sweep.report import thesis as th
@@ -32,7 +32,7 @@ def test_every_table_is_transcribed(ref: pd.DataFrame) -> None:
         ("9.3", "dropout-p0.4", "val", 0.8786),
         ("9.27", "topk-k40", "val_lo", 0.8897),
         ("9.27", "complete-k170", "test", 0.8522),
-        ("9.47", "partial-k1_40-k2_200", "test_hi", 0.8734),
+        ("9.47", PARTIAL, "test_hi", 0.8734),
         ("9.51", "complete-k170", "test", 0.7894),
         ("9.28", "topk-k40", "backward_time", 4829.54),
         ("9.52", "dropout-p0.4", "backward_time", 53276.58),
@@ -55,7 +55,7 @@ def test_table_9_1_follows_the_text(ref: pd.DataFrame) -> None:
     # Thesis 9.2.3: complete sparsification val 98.58%, test 98.002%; 9.2.4: partial val 98.28%, test 98.10%.
     t = ref[ref["table"] == "9.1"].set_index("method_tag")
     assert (t.loc["complete-k170", "val"], t.loc["complete-k170", "test"]) == (0.9858, 0.98002)
-    assert (t.loc["partial-k1_40-k2_200", "val"], t.loc["partial-k1_40-k2_200", "test"]) == (0.9828, 0.981)
+    assert (t.loc[PARTIAL, "val"], t.loc[PARTIAL, "test"]) == (0.9828, 0.981)
     assert "swaps" in t.loc["complete-k170", "note"]
 
 
@@ -63,7 +63,7 @@ def test_thesis_claim_is_reproduced_from_its_own_tables(ref: pd.DataFrame) -> No
     # Chapter 10: top-k best in 60%, partial 28%, symmetric 12% of the 25 Fashion-MNIST architectures.
     empty = pd.DataFrame(columns=["dataset", "arch", "method_tag", "n_seeds", "test_acc_mean"])
     best = th.best_method_summary(empty, ref, GRID).set_index("method_tag")
-    assert best["thesis_best"].to_dict() == {"dropout-p0.4": 3, "topk-k40": 15, "partial-k1_40-k2_200": 7, "complete-k170": 0}
+    assert best["thesis_best"].to_dict() == {"dropout-p0.4": 3, "topk-k40": 15, PARTIAL: 7, "complete-k170": 0}
     assert best.loc["topk-k40", "thesis_best_pct"] == 60.0 and best.loc["complete-k170", "thesis_worst"] == 18
     assert best["ours_archs"].iloc[0] == 0
 
@@ -92,7 +92,7 @@ def test_comparisons_on_known_numbers(tmp_path: Path, ref: pd.DataFrame) -> None
 
 def test_new_methods_are_ordered_after_the_thesis_ones() -> None:
     assert GRID.order(["swat-s0.7", "topk-k40", "dropout-p0.4", "random-k40"]) == ["dropout-p0.4", "topk-k40", "random-k40", "swat-s0.7"]
-    assert GRID.label("swat-s0.7") == "swat-s0.7" and GRID.label("partial-k1_40-k2_200") == "Partial connectivity k1=40, k2=200"
+    assert GRID.label("swat-s0.7") == "swat-s0.7" and GRID.label(PARTIAL) == "Partial connectivity k1=40, k2=200, x_scope=sample"
 
 
 def test_a_changed_k_changes_the_comparison_and_does_not_break_it(tmp_path: Path) -> None:
