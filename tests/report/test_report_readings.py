@@ -118,3 +118,20 @@ def test_the_first_seed_alone_while_the_others_run(panel_runs: Path, tmp_path: P
     out = tmp_path / "report"
     build(panel_runs, out, seeds=2, log=lambda _: None)
     assert (out / "tables" / "readings_first_seed.md").is_file()
+
+
+def test_readings_further_from_the_thesis_than_the_default_are_ruled_out(panel_runs: Path, tmp_path: Path) -> None:
+    """Top-k's default is 2 pts off the thesis here; a reading 5 pts off is ruled out, one 2.2 pts
+    off (within half a point of the default) is not, and neither is the better partial reading."""
+    for arch in PANEL:
+        for seed in (0, 1, 2):
+            for tag, off, setting in (("topk-k40+lr0.01", -0.05, {"lr": 0.01}), ("topk-k40+b200", -0.023, {"batch": 200})):
+                test = THESIS[(arch, "topk")] + off + 0.001 * seed
+                write_run(panel_runs, tag=tag, method="topk", rule="topk", params={"k": 40}, arch=arch, seed=seed, val=test, test=test,
+                          **setting)
+    table = rd.reading_table(collect(panel_runs).runs, th.load_reference(GRID), GRID, PANEL)
+    out = {reading: (off, base) for reading, off, base in rd.ruled_out(table, GRID)}
+    assert set(out) == {"topk-k40+lr0.01"}  # b200 is 0.2 pt further than the default, inside the margin
+    off, base = out["topk-k40+lr0.01"]
+    assert off - base == pytest.approx(0.03, abs=1e-9)
+    assert rd.best_readings(table, "final")["topk"] == "topk-k40"
