@@ -63,3 +63,19 @@ def test_every_cell_is_in_one_state_and_other_settings_stand_apart(tmp_path, cap
 def test_status_without_runs_folder(tmp_path, capsys):
     assert status.main(["--runs", str(tmp_path / "nope")]) == 2
     assert "no runs folder" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path):
+    """``make status | head -1``: the pipe closes under the writer. Here it is closed before the
+    first write (deterministic): no traceback, exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    write_result(tmp_path / "runs", "l1-64", "topk-k40", 0)
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.run([sys.executable, "-m", "asym_sweep.status", "--runs", str(tmp_path / "runs")], stdout=w,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(w)
+    assert (proc.returncode, proc.stderr) == (0, "")
