@@ -59,6 +59,12 @@ def _cell_state(states: list[str]) -> str:
     return min(states, key=STATES.index)  # a cell shows the first state of its folders
 
 
+def in_grid(states: list[RunState], seeds: int, grid: ThesisGrid) -> list[RunState]:
+    """The folders that are runs of the thesis grid: a grid cell's tag, arch and seed, the grid's settings."""
+    cells = {d: grid.cells(d, seeds) for d in {s.dataset for s in states}}
+    return [s for s in states if (s.arch, s.tag, s.seed) in cells[s.dataset] and s.grid_settings]
+
+
 def table(states: list[RunState], seeds: int, grid: ThesisGrid | None = None) -> list[dict[str, object]]:
     """One row per (dataset, thesis method): how many grid cells are in each state, and missing."""
     thesis = grid or load_grid()
@@ -69,10 +75,9 @@ def table(states: list[RunState], seeds: int, grid: ThesisGrid | None = None) ->
         if not grid_cells:
             continue
         per_cell: dict[tuple[str, str, int], list[str]] = defaultdict(list)
-        for s in states:
-            key = (s.arch, s.tag, s.seed)
-            if s.dataset == dataset and key in grid_cells and s.grid_settings and s.state != "empty":
-                per_cell[key].append(s.state)
+        for s in in_grid(states, seeds, thesis):
+            if s.dataset == dataset and s.state != "empty":
+                per_cell[(s.arch, s.tag, s.seed)].append(s.state)
         for name in thesis.specs:
             tag = thesis.tags[name]
             cells = [c for c in grid_cells if c[1] == tag]
@@ -87,13 +92,11 @@ def table(states: list[RunState], seeds: int, grid: ThesisGrid | None = None) ->
 
 def other_settings(states: list[RunState], seeds: int, grid: ThesisGrid | None = None) -> list[dict[str, object]]:
     """Folders outside the thesis grid (other tags, settings, archs or seeds), by (dataset, arch, tag)."""
-    thesis = grid or load_grid()
-    grids = {d: thesis.cells(d, seeds) for d in {s.dataset for s in states}}
+    on_grid = set(in_grid(states, seeds, grid or load_grid()))
     groups: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
     for s in states:
-        if (s.arch, s.tag, s.seed) in grids[s.dataset] and s.grid_settings:
-            continue
-        groups[(s.dataset, s.arch, s.tag)][s.state] += 1
+        if s not in on_grid:
+            groups[(s.dataset, s.arch, s.tag)][s.state] += 1
     return [
         {"dataset": d, "arch": a, "run tag": t, **{state: c.get(state, 0) for state in STATES}}
         for (d, a, t), c in sorted(groups.items())
@@ -105,11 +108,6 @@ def machine_hours(states: list[RunState]) -> tuple[float, float]:
     with each run divided by the jobs its launch ran at once (two 1-thread jobs share the machine)."""
     done = [s for s in states if s.state == "completed"]
     return sum(s.wall_s for s in done) / 3600, sum(s.wall_s / max(1, s.jobs) for s in done) / 3600
-
-
-def in_grid(states: list[RunState], seeds: int, grid: ThesisGrid) -> list[RunState]:
-    cells = {d: grid.cells(d, seeds) for d in {s.dataset for s in states}}
-    return [s for s in states if (s.arch, s.tag, s.seed) in cells[s.dataset] and s.grid_settings]
 
 
 def render(rows: list[dict[str, object]]) -> str:
