@@ -166,7 +166,9 @@ def method_options(method: str) -> tuple[str, dict[str, object]]:
     name, _, options = method.partition(":")
     params = {}
     for item in filter(None, options.split(",")):
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{method}: parameters are key=value, got {item!r}")
         params[key] = yaml.safe_load(value)
     return name, params
 

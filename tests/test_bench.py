@@ -36,6 +36,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "no method 'nope' in conf/method (there: complete, dropout," in capsys.readouterr().err
     assert bench.main(["--methods", "partial:x_scope=bogus", "--out", str(tmp_path)]) == 2
     assert "x_scope must be one of sample, batch or null" in capsys.readouterr().err
+    assert bench.main(["--methods", "partial:k2", "--out", str(tmp_path)]) == 2
+    assert "partial:k2: parameters are key=value, got 'k2'" in capsys.readouterr().err
     assert bench.main(["--rounds", "0", "--out", str(tmp_path)]) == 2
     assert "--rounds must be at least 1" in capsys.readouterr().err
     assert not list(tmp_path.glob("bench-*.json"))

@@ -89,7 +89,7 @@ def grid_heatmap(summary: pd.DataFrame, value: str, title: str, grid: ThesisGrid
     cols = min(len(tags), 4) or 1
     nrows = max(math.ceil(len(tags) / cols), 1)
     # Plotly refuses a vertical spacing above 1 / (rows - 1): a runs root with the readings panel
-    # has 20 methods (5 rows), so the gap shrinks with the rows.
+    # and other rules holds dozens of method tags (10 rows met), so the gap shrinks with the rows.
     spacing = 0.18 if nrows < 3 else 0.5 / (nrows - 1)
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[grid.label(t) for t in tags],
                         horizontal_spacing=0.06, vertical_spacing=spacing)
