@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.grid import method_from_conf

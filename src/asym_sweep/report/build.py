@@ -53,6 +53,7 @@ class Frames:
     times: pd.DataFrame
     reduction: pd.DataFrame
     reference: pd.DataFrame
+    readings: pd.DataFrame  # `readings.reading_table` of the runs: the readings page and the answer's ruled-out line
 
 
 def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final") -> Frames:
@@ -60,7 +61,7 @@ def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final") -> F
     reference = th.load_reference(grid)
     times = th.time_comparison(summary, reference, grid)
     return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
-                  times, th.time_reduction_summary(times), reference)
+                  times, th.time_reduction_summary(times), reference, rd.reading_table(collection.runs, reference, grid))
 
 
 def coverage_lines(summary: pd.DataFrame, seeds: int, grid: ThesisGrid) -> list[str]:
@@ -205,7 +206,7 @@ def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section
 
 
 def ruled_out(frames: Frames) -> list[str]:
-    table = rd.reading_table(frames.collection.runs, frames.reference, frames.grid)
+    table = frames.readings
     if table.empty:
         return []
     return [f"{reading} ({100 * off:.2f} pts from the thesis on average, against its default's {100 * base:.2f})"
@@ -292,7 +293,7 @@ def readings_display(table: pd.DataFrame, epoch: str) -> pd.DataFrame:
 
 def readings_section(frames: Frames, w: Writer) -> Section | None:
     """The readings page: agreement with the thesis per reading over the panel, and its claims."""
-    table = rd.reading_table(frames.collection.runs, frames.reference, frames.grid)
+    table = frames.readings
     if table.empty or table["reading"].nunique() <= len(thesis_grid.METHODS):
         return None
     s = Section("readings", "Readings: which reading of the thesis' open points reproduces it")
