@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from asym_sweep.autograd import apply_rule
 from asym_sweep.config import CONF_DIR, validate
 from asym_sweep.data import load_splits
-from asym_sweep.grid import PANEL, readings
+from asym_sweep.grid import PANEL, PANEL_SEEDS, readings
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.records import run_tag
@@ -164,3 +164,8 @@ def test_every_reading_has_a_distinct_folder_and_the_panel_is_the_issues():
     archs = [parse_arch(a) for a in PANEL]
     assert len(PANEL) >= 6 and sum(a.width == 1024 for a in archs) >= 2
     assert {a.depth for a in archs} >= {1, 2, 3, 5} and {a.width for a in archs} >= {64, 128, 256, 512, 1024}
+
+
+def test_the_panel_preset_runs_the_seeds_the_readings_page_counts():
+    cfg = compose_config(["+experiment=readings"])
+    assert cfg.n_seeds == PANEL_SEEDS == 3

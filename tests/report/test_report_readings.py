@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from synthetic import PARTIAL, write_run, write_thesis_run
 
-from asym_sweep.grid import load_grid
+from asym_sweep.grid import PANEL as PANEL_CELLS, load_grid
 from asym_sweep.report import readings as rd
 from asym_sweep.report import thesis as th
 from asym_sweep.report.aggregate import summarize
@@ -135,3 +135,48 @@ def test_readings_further_from_the_thesis_than_the_default_are_ruled_out(panel_r
     off, base = out["topk-k40+lr0.01"]
     assert off - base == pytest.approx(0.03, abs=1e-9)
     assert rd.best_readings(table, "final")["topk"] == "topk-k40"
+
+
+def test_the_readings_complete_on_the_whole_panel_while_others_run(panel_runs: Path, tmp_path: Path) -> None:
+    """A third panel cell where every default has its 3 seeds but partial at batch 10 only seed 0:
+    the common-cells table keeps partial's readings on 2 cells, the whole-panel table compares the
+    complete readings on all 3 (leaving out the one still running), and the page shows it."""
+    offsets = {"dropout": 0.004, "topk": -0.02, "partial": -0.03, "complete": -0.05}
+    for method, tag in TAGS.items():
+        for seed in (0, 1, 2):
+            write_thesis_run(panel_runs, tag, arch="l1-256", seed=seed, val=0.86 + offsets[method], test=0.86 + offsets[method])
+    write_run(panel_runs, tag="partial-k1_40-k2_200+b10", method="partial", rule="partial", params={"k1": 40, "k2": 200},
+              arch="l1-256", seed=0, val=0.8609, test=0.8609, batch=10)
+    panel = (*PANEL, "l1-256")
+    runs = collect(panel_runs).runs
+    reference = th.load_reference(GRID)
+    common = rd.reading_table(runs, reference, GRID, panel)
+    common = common[common["epoch"] == "final"].set_index("reading")
+    assert common.loc[PARTIAL, "cells"] == 2 and common.loc["topk-k40", "cells"] == 3
+    whole = rd.reading_table(runs, reference, GRID, panel, cells="panel")
+    whole = whole[whole["epoch"] == "final"].set_index("reading")
+    assert set(whole.index) == set(TAGS.values())  # the batch-10 reading lacks seeds 1-2 on l1-256
+    assert (whole["cells"] == 3).all()
+    with pytest.raises(ValueError, match="cells must be one of"):
+        rd.reading_table(runs, reference, GRID, panel, cells="all")
+
+
+def test_the_page_shows_the_whole_panel_table_when_it_covers_more(panel_runs: Path, tmp_path: Path) -> None:
+    """The defaults on every cell of the real panel, partial at batch 10 on two: partial's common
+    cells are those two, the whole-panel table compares its default on all six and the page shows it."""
+    for arch in PANEL_CELLS[2:]:
+        for tag in TAGS.values():
+            for seed in (0, 1, 2):
+                write_thesis_run(panel_runs, tag, arch=arch, seed=seed, val=0.87, test=0.86)
+    out = tmp_path / "report"
+    build(panel_runs, out, seeds=2, log=lambda _: None)
+    whole = (out / "tables" / "readings_whole_panel.md").read_text()
+    assert f"| partial | {PARTIAL} (default) | 6 |" in whole and "+b10" not in whole
+    common = (out / "tables" / "readings_final.md").read_text()
+    assert f"| partial | {PARTIAL} (default) | 2 |" in common
+
+
+def test_no_whole_panel_table_when_it_adds_no_cell(panel_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    build(panel_runs, out, seeds=2, log=lambda _: None)  # two cells only: no reading is on the whole panel
+    assert not (out / "tables" / "readings_whole_panel.md").exists()

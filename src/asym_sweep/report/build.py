@@ -311,6 +311,14 @@ def readings_section(frames: Frames, w: Writer) -> Section | None:
         w.table(s, readings_display(first, "final"), "readings_first_seed",
                 "The same on seed 0 alone (final epoch), over every cell where all of a method's readings have it: "
                 "the panel's other seeds are not all in yet")
+    # Readings with every seed on every panel cell, on all six: the contenders, whose later seeds the
+    # background sweep runs first, compared on the whole panel before the far-off readings finish.
+    whole = rd.reading_table(frames.collection.runs, frames.reference, frames.grid, cells="panel")
+    whole = whole[whole["epoch"] == "final"] if not whole.empty else whole
+    if not whole.empty and rd.covers_more(whole, table[table["epoch"] == "final"]):
+        w.table(s, readings_display(whole, "final"), "readings_whole_panel",
+                f"The readings with all {thesis_grid.PANEL_SEEDS} seeds on every panel cell, over all {len(thesis_grid.PANEL)} cells (final epoch): "
+                "the other readings are still running")
     for label, choice in (("today's defaults", {m: frames.grid.tags[m] for m in thesis_grid.METHODS}),
                           ("the best-agreeing reading of each method", rd.best_readings(table, "final"))):
         claims = rd.claims(frames.collection.runs, frames.reference, frames.grid, choice, "final")

@@ -17,7 +17,7 @@ import math
 
 import pandas as pd
 
-from asym_sweep.grid import BASELINE, METHODS, PANEL, ThesisGrid
+from asym_sweep.grid import BASELINE, METHODS, PANEL, PANEL_SEEDS, ThesisGrid
 from asym_sweep.report.aggregate import EPOCH_MODES, summarize
 
 AGREE = 0.01  # one point of accuracy
@@ -50,7 +50,7 @@ def compared(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def panel_summary(runs: pd.DataFrame, grid: ThesisGrid, epoch: str, panel: tuple[str, ...] = PANEL,
-                  seeds: int = 3) -> pd.DataFrame:
+                  seeds: int = PANEL_SEEDS) -> pd.DataFrame:
     """The panel's groups on its own seeds (0 to ``seeds`` - 1): the default readings, which are grid
     runs with 5 seeds, are compared on the same 3 seeds as the other readings."""
     on_panel = runs[(runs["dataset"] == "fashion_mnist") & runs["arch"].isin(panel) & (runs["seed"] < seeds)]
@@ -68,16 +68,33 @@ def common_cells(t: pd.DataFrame, seeds: int) -> pd.DataFrame:
     return t[t.set_index(["method", "arch"]).index.isin(keep)]
 
 
+def whole_panel(t: pd.DataFrame, seeds: int, panel: tuple[str, ...]) -> pd.DataFrame:
+    """Only the readings with ``seeds`` seeds on every cell of the panel, on all of them: while the
+    panel runs, the readings in contention can be compared on every cell before the others finish."""
+    t = t[t["arch"].isin(panel) & (t["n_seeds"] >= seeds)]
+    cells = t.groupby("method_tag")["arch"].nunique()
+    return t[t["method_tag"].isin(cells[cells == len(panel)].index)]
+
+
+# Which cells a reading table compares the readings on: `common_cells` or `whole_panel`.
+CELL_CHOICES = ("common", "panel")
+
+
 def reading_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, panel: tuple[str, ...] = PANEL,
-                  seeds: int = 3) -> pd.DataFrame:
+                  seeds: int = PANEL_SEEDS, cells: str = "common") -> pd.DataFrame:
     """One row per (epoch mode, method, reading) with the panel's agreement figures, over the cells
-    where all of the method's readings have ``seeds`` seeds (`common_cells`)."""
+    where all of the method's readings have ``seeds`` seeds (``cells="common"``, `common_cells`), or
+    for the readings that have them on the whole panel (``"panel"``, `whole_panel`)."""
+    if cells not in CELL_CHOICES:
+        raise ValueError(f"cells must be one of {', '.join(CELL_CHOICES)}, got {cells!r}")
     rows = []
     for epoch in EPOCH_MODES:
         summary = panel_summary(runs, grid, epoch, panel, seeds)
         if summary.empty:
             continue
-        for (method, tag), g in common_cells(compared(summary, reference), seeds).groupby(["method", "method_tag"]):
+        t = compared(summary, reference)
+        chosen = common_cells(t, seeds) if cells == "common" else whole_panel(t, seeds, panel)
+        for (method, tag), g in chosen.groupby(["method", "method_tag"]):
             rows.append({
                 "epoch": epoch, "method": method, "reading": tag, "default": tag == grid.tags.get(method),
                 "cells": len(g), "seeds": f"{int(g['n_seeds'].min())}-{int(g['n_seeds'].max())}",
@@ -87,6 +104,12 @@ def reading_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid,
                 "mean_diff_test": float(g["test_diff"].mean()),
             })
     return pd.DataFrame(rows)
+
+
+def covers_more(table: pd.DataFrame, than: pd.DataFrame) -> bool:
+    """Whether ``table`` compares some method's readings on more cells than ``than`` does."""
+    mine, theirs = table.groupby("method")["cells"].max(), than.groupby("method")["cells"].max()
+    return bool((mine > theirs.reindex(mine.index).fillna(0)).any())
 
 
 MARGIN = 0.005  # half a point: about 2.5 standard errors of a difference of two readings' means over the panel
