@@ -70,3 +70,19 @@ def test_source_revision_outside_git(tmp_path):
     outside = provenance.source_revision(tmp_path)
     assert outside["git_commit"] is None and outside["git_dirty"] is None
     assert outside["package_version"] == provenance.package_version()
+
+
+def test_cpu_description_names_the_model_and_torchs_vector_extension(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n")
+    assert resources.cpu_model(str(info)) == "AMD EPYC 7B13"
+    import torch
+
+    assert resources.cpu_description(str(info)) == f"AMD EPYC 7B13, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def test_cpu_model_is_none_without_cpuinfo(tmp_path):
+    assert resources.cpu_model(str(tmp_path / "absent")) is None
+    (tmp_path / "empty").write_text("processor\t: 0\n")
+    assert resources.cpu_model(str(tmp_path / "empty")) is None
+    assert resources.cpu_description(str(tmp_path / "absent"))  # falls back to the platform's name

@@ -6,7 +6,7 @@ import platform
 import pytest
 import torch
 
-from asym_sweep import provenance, records, train
+from asym_sweep import provenance, records, resources, train
 from asym_sweep.config import CONF_DIR
 from asym_sweep.records import run_dir
 from helpers import compose_config, small_overrides
@@ -40,6 +40,7 @@ def test_one_epoch_writes_a_complete_result(tiny_data, tmp_path, method):
     # what the report needs to judge a timing and name the code that made it
     assert env["threads"] == 1 and env["jobs"] == 1 and env["cores"] >= 1
     assert len(env["loadavg_start"]) == 3 and env["other_busy_cores"] >= 0
+    assert env["cpu"] == resources.cpu_description()  # the machine of the timings (a VM can change host)
     assert env["git_commit"] == provenance.source_revision()["git_commit"] and env["package_version"]
     assert all(h["other_busy_cores"] >= 0 for h in result["history"])
     # allocator.keep_freed_memory took effect (glibc) and the record says so

@@ -14,13 +14,41 @@ while a run trained: a timing taken beside other work is flagged rather than tru
 from __future__ import annotations
 
 import os
+import platform
 import resource
 import time
 from dataclasses import dataclass
 
 PROC_STAT = "/proc/stat"
+PROC_CPUINFO = "/proc/cpuinfo"
 # A sample this long tells an idle core from a busy one (a busy core accrues ~25 ticks at 100 Hz).
 SAMPLE_S = 0.25
+
+
+def cpu_model(cpuinfo: str = PROC_CPUINFO) -> str | None:
+    """The processor's model name (``/proc/cpuinfo``), None where it cannot be read."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_description(cpuinfo: str = PROC_CPUINFO) -> str:
+    """``AMD EPYC, AVX2``: the model and the vector extension torch's CPU kernels use.
+
+    Recorded with every run because a virtual machine's host can change under the same host
+    name: this project's VM moved from an AVX-512 to an AVX2 host between two sessions and its
+    steps became 1.5-2x slower, which only the vector extension told apart.
+    """
+    import torch  # the capability is torch's own choice of kernels
+
+    model = cpu_model(cpuinfo) or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def available_cores() -> int:

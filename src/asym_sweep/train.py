@@ -338,6 +338,8 @@ def result_record(t: Training, machine: Machine) -> dict[str, Any]:
             **provenance.source_revision(),
             "malloc_keeps_freed_memory": machine.heap_kept,
             "host": platform.node(),
+            # A VM keeps its host name when it moves to another CPU: the timing's machine.
+            "cpu": resources.cpu_description(),
             "data_source": splits.source,
         },
         "started_at": dt.datetime.fromtimestamp(machine.started, dt.timezone.utc).isoformat(timespec="seconds"),

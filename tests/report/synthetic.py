@@ -48,6 +48,7 @@ def write_run(
     jobs: int = 1,
     other_busy: float | None = 0.0,
     batch: int = 50,
+    cpu: str | None = "test CPU, AVX2",
 ) -> Path:
     params = {"k": 40} if params is None else params
     epochs = epochs or {"fashion_mnist": 20, "mnist": 17}[dataset]  # the reference setup's: no settings tag
@@ -72,7 +73,7 @@ def write_run(
                        "optimizer_s": 0.5, "eval_s": 0.1, "train_s": 3.0, "wall_s": 3.5},
             "flops": {"backward_madds": int(1000 * flop_ratio), "dense_backward_madds": 1000, "ratio_to_dense": flop_ratio},
             "environment": {"torch": "test", "python": "3", "device": "cpu", "device_name": "x", "threads": threads, "host": "h",
-                            "jobs": jobs, "cores": 2, "other_busy_cores": other_busy},
+                            "jobs": jobs, "cores": 2, "other_busy_cores": other_busy, **({"cpu": cpu} if cpu else {})},
         })
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / records.RESULT_FILE).write_text(json.dumps(result))

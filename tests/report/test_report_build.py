@@ -144,6 +144,23 @@ def test_time_tables_flag_runs_timed_with_other_threads_or_under_load(tmp_path: 
     assert rows["Partial connectivity k1=40, k2=200, x_scope=sample"].rstrip(" |").endswith("none")
 
 
+def test_time_tables_flag_runs_timed_on_another_cpu(tmp_path: Path) -> None:
+    """A VM that moved to another host keeps its host name: the CPU tells the timings apart, and
+    a run that recorded none (older records) counts as unknown, not as the same CPU."""
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_thesis_run(runs, "dropout-p0.4", seed=seed, cpu="EPYC, AVX512")
+        write_thesis_run(runs, "topk-k40", seed=seed, cpu="EPYC, AVX2")
+        write_thesis_run(runs, "complete-k170", seed=seed, cpu="EPYC, AVX2" if seed else None)
+        write_thesis_run(runs, PARTIAL, seed=seed, cpu="EPYC, AVX512")
+    build(runs, tmp_path / "report", log=lambda _: None)
+    table = (tmp_path / "report" / "tables" / "fashion_mnist_l1-64_time.md").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "CPU EPYC, AVX2 vs dropout's EPYC, AVX512" in rows["Top-k asymmetry k=40"]
+    assert "CPUs differ between seeds (? / EPYC, AVX2)" in rows["Complete sparsification k=170"]
+    assert rows["Partial connectivity k1=40, k2=200, x_scope=sample"].rstrip(" |").endswith("none")
+
+
 def test_published_and_your_runs_are_never_pooled(tmp_path: Path) -> None:
     published, yours = tmp_path / "results", tmp_path / "runs"
     for seed in (0, 1):

@@ -66,12 +66,19 @@ def _values(column: pd.Series) -> str:
     return ",".join(str(int(v)) for v in sorted(column.dropna().unique()))
 
 
+def _cpus(column: pd.Series) -> str:
+    """The CPUs of a group's runs, joined with " / " when they differ; "?" for a run that has none
+    recorded (made before `resources.cpu_description` was)."""
+    return " / ".join(sorted({v if isinstance(v, str) and v else "?" for v in column}))
+
+
 def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
-    """How a group's timings were taken: threads and jobs per run (joined when they differ), and
-    how many runs ran under load or have no load record (older runs)."""
+    """How a group's timings were taken: threads, jobs and CPU per run (joined when they differ),
+    and how many runs ran under load or have no load record (older runs)."""
     return {
         "timing_threads": _values(done["threads"]) if "threads" in done else "",
         "timing_jobs": _values(done["jobs"]) if "jobs" in done else "",
+        "timing_cpu": _cpus(done["cpu"]) if "cpu" in done else "?",
         "n_under_load": int(done["under_load"].eq(True).sum()) if "under_load" in done else 0,
         "n_load_unknown": int(done["under_load"].isna().sum()) if "under_load" in done else len(done),
     }
@@ -103,11 +110,12 @@ def timing_note(row: pd.Series, base: pd.Series | None) -> str:
     if not row["n_seeds"]:
         return ""
     notes = []
-    for key, what in (("timing_threads", "threads"), ("timing_jobs", "parallel jobs")):
-        if "," in str(row[key]):
+    for key, what, one, sep in (("timing_threads", "threads", "threads", ","), ("timing_jobs", "parallel jobs", "parallel jobs", ","),
+                                ("timing_cpu", "CPUs", "CPU", " / ")):
+        if sep in str(row.get(key, "")):
             notes.append(f"{what} differ between seeds ({row[key]})")
-        elif base is not None and base["n_seeds"] and row is not base and str(base[key]) != str(row[key]):
-            notes.append(f"{what} {row[key] or '?'} vs dropout's {base[key] or '?'}")
+        elif base is not None and base["n_seeds"] and row is not base and str(base.get(key, "")) != str(row.get(key, "")):
+            notes.append(f"{one} {row.get(key) or '?'} vs dropout's {base.get(key) or '?'}")
     if row["n_under_load"]:
         notes.append(f"{row['n_under_load']} of {row['n_seeds']} runs under load")
     if base is not None and row is not base and base["n_under_load"]:

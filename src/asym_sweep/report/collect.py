@@ -103,6 +103,7 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
         "flop_ratio": flops.get("ratio_to_dense"),
         "device": env.get("device"),
         "host": env.get("host"),
+        "cpu": env.get("cpu"),
         "threads": env.get("threads"),
         "jobs": env.get("jobs"),
         "cores": env.get("cores"),
