@@ -100,6 +100,7 @@ def test_the_report_has_a_readings_page(panel_runs: Path, tmp_path: Path) -> Non
         assert (out / "tables" / f"readings_{epoch}.md").is_file()
     assert (out / "tables" / "readings_claims_best.md").is_file()
     assert not (out / "tables" / "readings_first_seed.md").exists()  # every seed is in: nothing to show apart
+    assert not (out / "tables" / "readings_whole_panel.md").exists()  # no reading on the whole (real) panel
 
 
 def test_the_first_seed_alone_while_the_others_run(panel_runs: Path, tmp_path: Path) -> None:
@@ -174,9 +175,3 @@ def test_the_page_shows_the_whole_panel_table_when_it_covers_more(panel_runs: Pa
     assert f"| partial | {PARTIAL} (default) | 6 |" in whole and "+b10" not in whole
     common = (out / "tables" / "readings_final.md").read_text()
     assert f"| partial | {PARTIAL} (default) | 2 |" in common
-
-
-def test_no_whole_panel_table_when_it_adds_no_cell(panel_runs: Path, tmp_path: Path) -> None:
-    out = tmp_path / "report"
-    build(panel_runs, out, seeds=2, log=lambda _: None)  # two cells only: no reading is on the whole panel
-    assert not (out / "tables" / "readings_whole_panel.md").exists()
