@@ -128,6 +128,13 @@ def test_selection_and_products_do_not_share_a_colour_with_any_method() -> None:
     assert len(set(split.values())) == 2 and not set(split.values()) & method_colors
 
 
+def time_table_rows(runs: Path, out: Path) -> dict[str, str]:
+    """Build the report of ``runs`` and return l1-64's time table, row label -> Markdown line."""
+    build(runs, out, log=lambda _: None)
+    table = (out / "tables" / "fashion_mnist_l1-64_time.md").read_text()
+    return {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+
+
 def test_time_tables_flag_runs_timed_with_other_threads_or_under_load(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed in (0, 1):
@@ -136,9 +143,7 @@ def test_time_tables_flag_runs_timed_with_other_threads_or_under_load(tmp_path: 
         # complete: one seed timed while other work held both cores
         write_thesis_run(runs, "complete-k170", seed=seed, threads=1, other_busy=2.0 if seed else 0.0)
         write_thesis_run(runs, PARTIAL, seed=seed, threads=1)
-    build(runs, tmp_path / "report", log=lambda _: None)
-    table = (tmp_path / "report" / "tables" / "fashion_mnist_l1-64_time.md").read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    rows = time_table_rows(runs, tmp_path / "report")
     assert "threads 2 vs dropout's 1" in rows["Top-k asymmetry k=40"]
     assert "1 of 2 runs under load" in rows["Complete sparsification k=170"]
     assert rows["Partial connectivity k1=40, k2=200, x_scope=sample"].rstrip(" |").endswith("none")
@@ -153,9 +158,7 @@ def test_time_tables_flag_runs_timed_on_another_cpu(tmp_path: Path) -> None:
         write_thesis_run(runs, "topk-k40", seed=seed, cpu="EPYC, AVX2")
         write_thesis_run(runs, "complete-k170", seed=seed, cpu="EPYC, AVX2" if seed else None)
         write_thesis_run(runs, PARTIAL, seed=seed, cpu="EPYC, AVX512")
-    build(runs, tmp_path / "report", log=lambda _: None)
-    table = (tmp_path / "report" / "tables" / "fashion_mnist_l1-64_time.md").read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    rows = time_table_rows(runs, tmp_path / "report")
     assert "CPU EPYC, AVX2 vs dropout's EPYC, AVX512" in rows["Top-k asymmetry k=40"]
     assert "CPUs differ between seeds (? / EPYC, AVX2)" in rows["Complete sparsification k=170"]
     assert rows["Partial connectivity k1=40, k2=200, x_scope=sample"].rstrip(" |").endswith("none")
