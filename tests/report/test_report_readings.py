@@ -140,8 +140,8 @@ def test_readings_further_from_the_thesis_than_the_default_are_ruled_out(panel_r
 
 def test_the_readings_complete_on_the_whole_panel_while_others_run(panel_runs: Path, tmp_path: Path) -> None:
     """A third panel cell where every default has its 3 seeds but partial at batch 10 only seed 0:
-    the common-cells table keeps partial's readings on 2 cells, the whole-panel table compares the
-    complete readings on all 3 (leaving out the one still running), and the page shows it."""
+    the common-cells table keeps partial's readings on 2 cells, and the whole-panel table compares the
+    complete readings on all 3, leaving out the one still running (the page: the next test)."""
     offsets = {"dropout": 0.004, "topk": -0.02, "partial": -0.03, "complete": -0.05}
     for method, tag in TAGS.items():
         for seed in (0, 1, 2):
