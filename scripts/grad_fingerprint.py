@@ -27,15 +27,30 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
+from asym_sweep.config import CONF_DIR
+from asym_sweep.grid import method_node
+
+CONF_METHODS = CONF_DIR / "method"
 
 
 def digest(t: torch.Tensor | None) -> str | None:
     return None if t is None else hashlib.sha256(t.detach().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+def cpu_vendor() -> str:
+    """``GenuineIntel``, ``AuthenticAMD``...: two CPUs of one vector capability (AVX-512 on an
+    AMD EPYC and on an Intel Xeon) still round some kernels differently, so it is part of the key."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def platform_key() -> dict[str, str]:
-    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
+    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
+            "vendor": cpu_vendor()}
 
 
 # Methods as they were configured when first fingerprinted, where conf/method has moved on
@@ -45,7 +60,7 @@ EARLIER = {"partial_xbatch": ("partial", {"x_scope": None})}
 
 
 def method_configs() -> dict[str, dict]:
-    configs = {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=True) for p in sorted(CONF_METHODS.glob("*.yaml"))}
+    configs = {p.stem: OmegaConf.to_container(method_node(p.stem), resolve=True) for p in sorted(CONF_METHODS.glob("*.yaml"))}
     for alias, (base, changes) in EARLIER.items():
         configs[alias] = {**configs[base], "params": {**configs[base]["params"], **changes}}
     return configs

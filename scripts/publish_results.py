@@ -5,10 +5,14 @@
 Only what the reproduction is made of, and only its records (``result.json`` and
 ``.hydra/config.yaml``; no checkpoints, no logs):
 
-* ``results/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of the thesis grid at the grid's
-  settings (a thesis method's tag, the reference setup, seeds below 5);
-* ``results/readings/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of the readings panel
-  (a reading of ``conf/reading`` on a cell of ``grid.PANEL``, seeds below 3) that are not grid runs.
+* ``results/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of the thesis grid (a thesis
+  method's grid tag, `grid.ThesisGrid.tags`, which names its settings; seeds below 5);
+* ``results/readings/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of a reading of
+  ``conf/reading`` that are not grid runs: the readings panel (cells of ``grid.PANEL``, seeds
+  below 3) and a reading's runs on other grid cells (seeds below 5), such as the [0, 1]-pixel
+  dropout runs made while that was the grid's baseline (`dropout_unit`).
+
+A folder counts only when its saved config's run tag is the folder's own (`records.run_tag`).
 
 A record already published is left alone when it is the same run, and refused, with a message,
 when it differs: a published number is never silently replaced.
@@ -25,11 +29,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from asym_sweep import grid, records
-from asym_sweep.config import CONF_DIR, settings_tag
+from asym_sweep.config import CONF_DIR
 from asym_sweep.launch import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID_SEEDS, PANEL_SEEDS = 5, 3
+GRID_SEEDS = 5  # the thesis grid's seeds (9.1.2: 5 runs per cell)
 
 
 def reading_tags() -> set[str]:
@@ -42,9 +46,11 @@ def destination(folder: Path, result: dict, out: Path, thesis_tags: set[str], re
     dataset, arch, tag, seed = records.folder_key(folder)
     if tag != records.run_tag(result["config"]):
         return None  # a folder made under another layout: not a record of ours
-    if tag in thesis_tags and arch in grid.ARCHS.get(dataset, ()) and settings_tag(result["config"]) == "" and seed < GRID_SEEDS:
+    on_grid = arch in grid.ARCHS.get(dataset, ()) and seed < GRID_SEEDS
+    if tag in thesis_tags and on_grid:
         return out / dataset / arch / tag / folder.name
-    if tag in readings and dataset == "fashion_mnist" and arch in grid.PANEL and seed < PANEL_SEEDS:
+    on_panel = arch in grid.PANEL and seed < grid.PANEL_SEEDS
+    if tag in readings and dataset == "fashion_mnist" and (on_panel or on_grid):
         return out / "readings" / dataset / arch / tag / folder.name
     return None
 

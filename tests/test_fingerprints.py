@@ -3,7 +3,8 @@ both scopes, through the functional path and three training steps (``scripts/gra
 wrote ``tests/data/grad_fingerprints.json`` from that code; partial connectivity's entries are
 its per-example-input default, and ``partial_xbatch`` the batch-scope reading that was its default
 then, still equal to that code's). Bitwise equality holds for one torch
-build on one kind of CPU only: elsewhere this test says so and skips."""
+build on one kind of CPU only (the file's were made on the project's AMD EPYC AVX-512 host; an
+Intel Xeon with AVX-512 rounds differently): elsewhere this test says so and skips."""
 
 from __future__ import annotations
 

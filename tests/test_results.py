@@ -1,5 +1,5 @@
 """The published reproduction in results/: every committed record complete, valid and of the
-grid's settings (results/readings: of a reading of the panel), and publishing never replaces one."""
+grid's settings (results/readings: of a reading, on a grid cell), and publishing never replaces one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from asym_sweep import grid, records
-from asym_sweep.config import identity, settings_tag
+from asym_sweep.config import identity
 from helpers import load_script
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -41,17 +41,20 @@ def test_every_published_grid_record_is_complete_valid_and_of_the_grid():
     for folder in folders:
         result = check_record(folder)
         dataset, arch, tag, seed = records.folder_key(folder)
+        # check_record: the saved config's run tag is the folder's, so a grid tag means the grid's settings
         assert tag in tags and arch in grid.ARCHS[dataset] and seed < 5
-        assert settings_tag(result["config"]) == "" and result["epochs"] == 20
+        assert result["epochs"] == 20
 
 
-def test_every_published_reading_record_is_of_the_panel():
+def test_every_published_reading_record_is_a_reading_on_a_grid_cell():
     publish = load_script("publish_results")
-    readings = publish.reading_tags()
+    readings, grid_tags = publish.reading_tags(), set(grid.load_grid().tags.values())
     for folder in published(RESULTS / "readings"):
         check_record(folder)
         dataset, arch, tag, seed = records.folder_key(folder)
-        assert dataset == "fashion_mnist" and arch in grid.PANEL and tag in readings and seed < 3
+        assert dataset == "fashion_mnist" and tag in readings and tag not in grid_tags
+        # the panel's cells (seeds 0-2), or a reading's runs on other grid cells (dropout_unit's)
+        assert (arch in grid.PANEL and seed < grid.PANEL_SEEDS) or (arch in grid.ARCHS[dataset] and seed < 5)
 
 
 def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_path):
@@ -81,3 +84,22 @@ def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_pa
     new, same, refused = publish.publish(runs, out)
     assert (new, same) == (0, 0) and refused and "kept" in refused[0]
     assert json.loads((dest / records.RESULT_FILE).read_text())["final"]["test_acc"] != 0.5
+
+
+@pytest.mark.parametrize("overrides, where", [
+    (["method=dropout"], "fashion_mnist/l4-128/dropout-p0.4+standard/seed3"),  # the grid's baseline
+    (["method=dropout", "dataset.scaling=unit"], "readings/fashion_mnist/l4-128/dropout-p0.4/seed3"),  # dropout_unit
+    (["method=topk", "dataset.scaling=standard"], "readings/fashion_mnist/l4-128/topk-k40+standard/seed3"),
+    (["method=topk", "train.batch_size=20"], None),  # no reading of conf/reading
+])
+def test_a_run_is_published_where_its_settings_say(overrides, where, tmp_path):
+    from helpers import compose_config
+
+    publish = load_script("publish_results")
+    cfg = compose_config([*overrides, "arch=l4-128", "seed=3"])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    folder = tmp_path / "runs" / records.run_subdir(cfg)
+    dest = publish.destination(folder, {"config": config}, tmp_path / "out", set(grid.load_grid().tags.values()),
+                               publish.reading_tags())
+    assert dest == (None if where is None else tmp_path / "out" / where)

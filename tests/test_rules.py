@@ -19,11 +19,13 @@ from omegaconf import OmegaConf
 from asym_sweep.autograd import apply_rule
 from asym_sweep.backward import RULES, SCOPES
 from asym_sweep.config import CONF_DIR
+from asym_sweep.grid import method_node
 from asym_sweep.rules import list_rules, make_rule
 
 
 def method_files() -> dict[str, dict]:
-    return {p.stem: OmegaConf.to_container(OmegaConf.load(p)) for p in sorted((CONF_DIR / "method").glob("*.yaml"))}
+    # grid.method_node: a `# @package _global_` file (dropout's: it fixes the input scaling) holds a `method:` node
+    return {p.stem: OmegaConf.to_container(method_node(p.stem)) for p in sorted((CONF_DIR / "method").glob("*.yaml"))}
 
 
 def params_for(rule: str) -> dict:

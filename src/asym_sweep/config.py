@@ -11,7 +11,7 @@ import difflib
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from omegaconf import II, MISSING, DictConfig, OmegaConf
@@ -104,8 +104,9 @@ PATH_KEYS = ("dataset.name", "arch", "seed")
 
 
 @functools.lru_cache(maxsize=1)
-def _schema_defaults() -> dict[str, Any]:
-    """The schema's default of every `SETTING_TAGS` key (the schema is code: computed once)."""
+def schema_settings() -> dict[str, Any]:
+    """The schema's default of every `SETTING_TAGS` key but the epochs, which each dataset's
+    file sets (the schema is code: computed once)."""
     schema = OmegaConf.structured(RunConfig)
     return {key: OmegaConf.select(schema, key, throw_on_missing=False) for key in SETTING_TAGS if key != "train.epochs"}
 
@@ -113,7 +114,7 @@ def _schema_defaults() -> dict[str, Any]:
 def reference_settings(dataset: str) -> dict[str, Any]:
     """The value of every `SETTING_TAGS` key in the reference setup: the schema's defaults, and
     the epochs of ``conf/dataset/<dataset>.yaml`` (the thesis': 20 for Fashion-MNIST, 17 for MNIST)."""
-    ref = dict(_schema_defaults())
+    ref = dict(schema_settings())
     path = CONF_DIR / "dataset" / f"{dataset}.yaml"
     ref["train.epochs"] = OmegaConf.load(path).get("epochs") if path.is_file() else None
     return ref
@@ -147,16 +148,19 @@ def _plain(node: DictConfig, key: str) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
 
 
+def settings_suffix(values: Mapping[str, Any], reference: Mapping[str, Any]) -> str:
+    """``+e2+b10``: the `SETTING_TAGS` keys of ``values`` that differ from ``reference``, in
+    `SETTING_TAGS` order ('' if none). The one owner of that form: run folders (`settings_tag`)
+    and the grid's method tags (`grid.ThesisGrid.tags`, a method file fixing its input scaling)."""
+    return "".join(f"+{short}{_tag_value(values[key])}" for key, short in SETTING_TAGS.items()
+                   if key in values and values[key] != reference[key])
+
+
 def settings_tag(cfg: DictConfig | dict) -> str:
     """``+e2+b10``: the settings of ``cfg`` that differ from the reference setup ('' if none)."""
     node = OmegaConf.create(with_defaults(cfg))
     ref = reference_settings(str(OmegaConf.select(node, "dataset.name")))
-    parts = []
-    for key, short in SETTING_TAGS.items():
-        value = OmegaConf.select(node, key)
-        if value != ref[key]:
-            parts.append(f"+{short}{_tag_value(value)}")
-    return "".join(parts)
+    return settings_suffix({key: OmegaConf.select(node, key) for key in SETTING_TAGS}, ref)
 
 
 def identity(cfg: DictConfig | dict) -> dict:

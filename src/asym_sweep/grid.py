@@ -9,17 +9,24 @@ meProp's setup). Four methods, each a ``conf/method`` file: symmetric training w
 The methods' tags are derived from their config files, never written here: change ``k`` in
 ``conf/method/topk.yaml`` and the status, the sweep's cells and the report's comparison with
 the thesis follow (the thesis' own numbers stay those of its k=40).
+
+A method file may also fix a setting outside the method (``conf/method/dropout.yaml`` is a
+``# @package _global_`` file that sets ``dataset.scaling: standard``, the reading the readings
+panel chose for the baseline); the method's grid tag then carries it the way a run folder does
+(``dropout-p0.4+standard``, `config.settings_suffix`), so a run of the other setting is never
+counted as a grid run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from asym_sweep.config import CONF_DIR
+from asym_sweep.config import CONF_DIR, SETTING_TAGS, schema_settings, settings_suffix
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import Arch
 
@@ -41,6 +48,8 @@ LABELS = {
     "partial": "Partial connectivity",
     "complete": "Complete sparsification",
 }
+# How a label names a setting a method file fixes (`ThesisGrid.label`).
+SETTING_WORDS = {("dataset.scaling", "standard"): "standardised inputs"}
 
 
 def readings(conf_dir: Path = CONF_DIR) -> tuple[str, ...]:
@@ -48,13 +57,53 @@ def readings(conf_dir: Path = CONF_DIR) -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in (conf_dir / "reading").glob("*.yaml")))
 
 
-def method_from_conf(name: str, conf_dir: Path = CONF_DIR) -> MethodConfig:
-    """The method defined by ``conf/method/<name>.yaml``."""
+def _method_file(name: str, conf_dir: Path) -> DictConfig:
     path = conf_dir / "method" / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in (conf_dir / "method").glob("*.yaml")))
         raise ValueError(f"no method {name!r} in conf/method (there: {known})")
-    return MethodConfig.from_config(OmegaConf.load(path))
+    return OmegaConf.load(path)
+
+
+def _is_global(data: DictConfig) -> bool:
+    # A `# @package _global_` method file holds a `method:` node; a plain one is that node.
+    return isinstance(data.get("method"), DictConfig)
+
+
+def method_node(name: str, conf_dir: Path = CONF_DIR) -> DictConfig:
+    """The ``method`` node that ``conf/method/<name>.yaml`` defines (plain or global file)."""
+    data = _method_file(name, conf_dir)
+    return data.method if _is_global(data) else data
+
+
+def method_from_conf(name: str, conf_dir: Path = CONF_DIR) -> MethodConfig:
+    """The method defined by ``conf/method/<name>.yaml``."""
+    return MethodConfig.from_config(method_node(name, conf_dir))
+
+
+def _flat(node: DictConfig, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, DictConfig):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_from_conf(name: str, conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """The run settings (`config.SETTING_TAGS` keys) that ``conf/method/<name>.yaml`` fixes
+    beside its ``method:`` node; {} for a plain method file."""
+    data = _method_file(name, conf_dir)
+    if not _is_global(data):
+        return {}
+    values = _flat(OmegaConf.masked_copy(data, [k for k in data if k != "method"]))
+    allowed = set(SETTING_TAGS) - {"train.epochs"}  # epochs are the dataset's (9.1.1, 9.1.2)
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"conf/method/{name}.yaml sets {', '.join(unknown)}: a method file may fix only "
+                         f"{', '.join(sorted(allowed))} beside its method node")
+    return values
 
 
 @dataclass(frozen=True)
@@ -62,15 +111,19 @@ class ThesisGrid:
     """The thesis' methods as ``conf/method`` defines them now."""
 
     specs: dict[str, MethodConfig]  # method name -> its config
+    # method name -> the run settings its file fixes (`settings_from_conf`), where any
+    settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def tags(self) -> dict[str, str]:
-        """Method name -> tag (``topk`` -> ``topk-k40``)."""
-        return {name: spec.tag() for name, spec in self.specs.items()}
+        """Method name -> the tag of its grid runs' folders (``topk`` -> ``topk-k40``,
+        ``dropout`` -> ``dropout-p0.4+standard``)."""
+        return {name: spec.tag() + settings_suffix(self.settings.get(name, {}), schema_settings())
+                for name, spec in self.specs.items()}
 
     @property
     def baseline_tag(self) -> str:
-        return self.specs[BASELINE].tag()
+        return self.tags[BASELINE]
 
     def method_of(self, tag: str) -> str | None:
         """The thesis method whose tag this is, None for any other tag."""
@@ -83,8 +136,12 @@ class ThesisGrid:
             return tag
         spec = self.specs[name]
         if name == BASELINE:
-            return f"{LABELS[name]} {spec.dropout:g}"
-        return f"{LABELS[name]} " + ", ".join(f"{k}={v}" for k, v in spec.params.items())
+            label = f"{LABELS[name]} {spec.dropout:g}"
+        else:
+            label = f"{LABELS[name]} " + ", ".join(f"{k}={v}" for k, v in spec.params.items())
+        words = [SETTING_WORDS.get(item, f"{item[0]}={item[1]}") for item in self.settings.get(name, {}).items()
+                 if item[1] != schema_settings()[item[0]]]
+        return ", ".join([label, *words])
 
     def order(self, tags: Iterable[str]) -> list[str]:
         """The thesis' row order first, then any other tags alphabetically."""
@@ -98,4 +155,5 @@ class ThesisGrid:
 
 
 def load_grid(conf_dir: Path = CONF_DIR) -> ThesisGrid:
-    return ThesisGrid({name: method_from_conf(name, conf_dir) for name in METHODS})
+    return ThesisGrid({name: method_from_conf(name, conf_dir) for name in METHODS},
+                      {name: settings_from_conf(name, conf_dir) for name in METHODS})

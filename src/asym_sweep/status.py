@@ -9,9 +9,9 @@ Every ``<runs>/<dataset>/<arch>/<run tag>/seed<N>/`` folder is in one state (`re
 * ``empty``: nothing of a run yet.
 
 A cell of the thesis grid (Fashion-MNIST: 25 architectures; MNIST: l1-512; 4 methods;
-``--seeds`` seeds) counts a run only if the run has the grid's settings: the thesis method's
-tag and the reference setup (no settings tag, `config.settings_tag`), checked on its saved
-config. Its count goes to one state; ``missing`` is the rest, so the states of a method add
+``--seeds`` seeds) counts a run only if the run has the grid's settings: its saved config's
+run tag (`records.run_tag`: method tag and settings tag) is the folder's, and that is a thesis
+method's grid tag (`grid.ThesisGrid.tags`, which carries any setting a method file fixes). Its count goes to one state; ``missing`` is the rest, so the states of a method add
 up to its grid. Runs of any other settings are listed apart, under "other settings".
 """
 
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asym_sweep import records
-from asym_sweep.config import settings_tag
 from asym_sweep.grid import ThesisGrid, load_grid
 
 STATES = records.STATES
@@ -38,7 +37,7 @@ class RunState:
     tag: str
     seed: int
     state: str
-    grid_settings: bool  # the saved config has the reference setup (no settings tag)
+    grid_settings: bool  # the saved config's run tag is the folder's (its settings are the tag's)
     wall_s: float = 0.0  # a completed run's wall seconds (all its segments)
     jobs: int = 1  # runs its launch made at once
 
@@ -47,11 +46,12 @@ def scan(runs_root: Path) -> list[RunState]:
     states = []
     for folder in records.run_folders(runs_root):
         state, result, _ = records.classify(folder)
-        grid_settings = state != "completed" or settings_tag(result["config"]) == ""
+        key = records.folder_key(folder)
+        grid_settings = state != "completed" or records.run_tag(result["config"]) == key[2]
         # records older than the timing or environment keys count no time (never a crash)
         wall, jobs = ((result["timing"].get("wall_s", 0.0), result.get("environment", {}).get("jobs", 1))
                       if state == "completed" else (0.0, 1))
-        states.append(RunState(*records.folder_key(folder), state, grid_settings, float(wall), int(jobs)))
+        states.append(RunState(*key, state, grid_settings, float(wall), int(jobs)))
     return states
 
 

@@ -170,7 +170,7 @@ def build(cfg: DictConfig, run_dir: Path) -> Training:
                          cfg.dataset.scaling).to(device)
     torch.manual_seed(cfg.seed + DROPOUT_SEED_OFFSET)
     shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
-    # load_splits yields pixels in [0, 1], so the first layer may rank its input without abs
+    # With scaling "unit" load_splits yields pixels in [0, 1], so the first layer may rank its input without abs
     # (backward.Needs); checked on the data rather than assumed, since a wrong promise would
     # change what the rules select.
     pixels_nonnegative = len(splits.train_x) == 0 or bool(splits.train_x.min() >= 0)

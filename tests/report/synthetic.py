@@ -14,9 +14,10 @@ from asym_sweep.model import parse_arch
 
 
 def run_config(root: Path, dataset: str, arch: str, method: str, rule: str, params: dict, seed: int, epochs: int, lr: float,
-               batch: int = 50) -> dict[str, Any]:
+               batch: int = 50, scaling: str = "unit") -> dict[str, Any]:
     return {
-        "dataset": {"name": dataset, "root": "data", "val_size": 5000, "train_limit": None, "epochs": epochs},
+        "dataset": {"name": dataset, "root": "data", "val_size": 5000, "train_limit": None, "epochs": epochs,
+                    "scaling": scaling},
         "method": {"name": method, "rule": rule, "params": params, "scope": "batch", "dropout": 0.4 if method == "dropout" else 0.0,
                    "sparsify_output": True},
         "train": {"epochs": epochs, "batch_size": batch, "eval_batch_size": 10000,
@@ -49,11 +50,12 @@ def write_run(
     other_busy: float | None = 0.0,
     batch: int = 50,
     cpu: str | None = "test CPU, AVX2",
+    scaling: str = "unit",
 ) -> Path:
     params = {"k": 40} if params is None else params
     epochs = epochs or {"fashion_mnist": 20, "mnist": 17}[dataset]  # the reference setup's: no settings tag
     run_dir = root / dataset / arch / tag / f"seed{seed}"
-    config = run_config(root, dataset, arch, method, rule, params, seed, epochs, lr, batch)
+    config = run_config(root, dataset, arch, method, rule, params, seed, epochs, lr, batch, scaling)
     result: dict[str, Any] = {"schema_version": records.SCHEMA_VERSION, "status": status, "dataset": dataset, "arch": arch,
                               "method": method, "seed": seed, "config": config}
     if status == "failed":
@@ -83,11 +85,16 @@ def write_run(
     return run_dir
 
 
-# The thesis methods as conf/method defines them now: tag -> (method, rule, params).
-THESIS_METHODS = {spec.tag(): (name, spec.rule, dict(spec.params)) for name, spec in load_grid().specs.items()}
-PARTIAL = load_grid().tags["partial"]  # partial connectivity's grid tag (its default reading)
+# The thesis methods as conf/method defines them now: grid tag -> (method, rule, params, the
+# settings its method file fixes).
+_GRID = load_grid()
+THESIS_METHODS = {_GRID.tags[name]: (name, spec.rule, dict(spec.params), _GRID.settings.get(name, {}))
+                  for name, spec in _GRID.specs.items()}
+PARTIAL = _GRID.tags["partial"]  # partial connectivity's grid tag (its default reading)
+DROPOUT = _GRID.baseline_tag  # the baseline's grid tag (standardised inputs: conf/method/dropout.yaml)
 
 
 def write_thesis_run(root: Path, tag: str, **kw: Any) -> Path:
-    method, rule, params = THESIS_METHODS[tag]
+    method, rule, params, settings = THESIS_METHODS[tag]
+    kw.setdefault("scaling", settings.get("dataset.scaling", "unit"))
     return write_run(root, tag=tag, method=method, rule=rule, params=params, **kw)

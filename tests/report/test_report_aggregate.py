@@ -2,19 +2,19 @@ import math
 from pathlib import Path
 
 import pytest
-from synthetic import PARTIAL, write_thesis_run
+from synthetic import DROPOUT, PARTIAL, write_thesis_run
 
 from asym_sweep.report.aggregate import epoch_curves, summarize
 from asym_sweep.report.collect import collect
 
-BASE = "dropout-p0.4"
+BASE = DROPOUT
 
 
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
     for seed, (val, test) in enumerate([(0.80, 0.70), (0.82, 0.72), (0.84, 0.77)]):
         write_thesis_run(tmp_path, "topk-k40", seed=seed, val=val, test=test, backward=1.0, select=0.25, flop_ratio=0.1)
-        write_thesis_run(tmp_path, "dropout-p0.4", seed=seed, val=0.9, test=0.8, backward=2.0, select=0.0, flop_ratio=1.0)
+        write_thesis_run(tmp_path, DROPOUT, seed=seed, val=0.9, test=0.8, backward=2.0, select=0.0, flop_ratio=1.0)
     write_thesis_run(tmp_path, "topk-k40", seed=3, status="failed")
     write_thesis_run(tmp_path, "complete-k170", seed=0, val=0.7, test=0.6, backward=3.0)
     write_thesis_run(tmp_path, PARTIAL, arch="l2-64", seed=0)  # no dropout baseline on l2-64
@@ -37,7 +37,7 @@ def test_accuracy_ci_time_ratio_and_counts(runs: Path) -> None:
     assert topk["backward_ratio"] == pytest.approx(0.5)
     assert topk["select_share"] == pytest.approx(0.25)
     assert topk["flop_ratio_mean"] == pytest.approx(0.1)
-    assert _row(s, "l1-64", "dropout-p0.4")["backward_ratio"] == pytest.approx(1.0)
+    assert _row(s, "l1-64", DROPOUT)["backward_ratio"] == pytest.approx(1.0)
     assert _row(s, "l1-64", "complete-k170")["backward_ratio"] == pytest.approx(1.5)
 
 
@@ -80,7 +80,7 @@ def test_one_run_slowed_by_other_work_does_not_move_the_time_ratio(tmp_path: Pat
     the machine with a test suite) leaves it where its other seeds put it; the mean still shows it."""
     for seed, backward in enumerate([1.0, 10.0, 1.2]):
         write_thesis_run(tmp_path, PARTIAL, arch="l5-64", seed=seed, backward=backward)
-        write_thesis_run(tmp_path, "dropout-p0.4", arch="l5-64", seed=seed, backward=2.0)
+        write_thesis_run(tmp_path, DROPOUT, arch="l5-64", seed=seed, backward=2.0)
     partial = _row(summarize(collect(tmp_path).runs, BASE), "l5-64", PARTIAL)
     assert partial["backward_ratio"] == pytest.approx(0.6)
     assert partial["backward_s_mean"] == pytest.approx(12.2 / 3) and partial["backward_s_max"] == 10.0

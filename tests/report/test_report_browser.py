@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from synthetic import PARTIAL, write_thesis_run
+from synthetic import DROPOUT, PARTIAL, write_thesis_run
 
 from asym_sweep.report.build import build
 
@@ -21,7 +21,7 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_index_renders_tables_and_plots_without_console_errors(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        for i, tag in enumerate(["dropout-p0.4", "topk-k40", PARTIAL, "complete-k170"]):
+        for i, tag in enumerate([DROPOUT, "topk-k40", PARTIAL, "complete-k170"]):
             for arch in ("l1-64", "l2-128"):
                 write_thesis_run(runs, tag, arch=arch, seed=seed, val=0.85 + 0.01 * i + 0.003 * seed, test=0.84, backward=1.0 + i)
     out = tmp_path / "report"

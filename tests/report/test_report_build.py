@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic import PARTIAL, write_run, write_thesis_run
+from synthetic import DROPOUT, PARTIAL, write_run, write_thesis_run
 
 from asym_sweep.report.build import ReportError, build
 
@@ -19,10 +19,10 @@ def partial_sweep(tmp_path: Path) -> Path:
     """l1-64 with all four thesis methods x 2 seeds, l3-256 with two methods, one failed run, one new rule."""
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        for i, tag in enumerate(["dropout-p0.4", "topk-k40", PARTIAL, "complete-k170"]):
+        for i, tag in enumerate([DROPOUT, "topk-k40", PARTIAL, "complete-k170"]):
             write_thesis_run(runs, tag, seed=seed, val=0.85 + 0.01 * i + 0.002 * seed, test=0.84 + 0.01 * i, backward=1.0 + i)
     write_thesis_run(runs, "topk-k40", arch="l3-256", seed=0, val=0.88, test=0.87)
-    write_thesis_run(runs, "dropout-p0.4", arch="l3-256", seed=0, val=0.89, test=0.86)
+    write_thesis_run(runs, DROPOUT, arch="l3-256", seed=0, val=0.89, test=0.86)
     write_thesis_run(runs, "complete-k170", arch="l3-256", seed=0, status="failed")
     write_run(runs, tag="swat-s0.7", method="swat", rule="swat", params={"sparsity": 0.7}, seed=0, val=0.83, test=0.82)
     return runs
@@ -107,7 +107,7 @@ def test_backward_times_show_a_range_never_a_negative_time(tmp_path: Path) -> No
     runs = tmp_path / "runs"
     for seed, backward in enumerate((1.0, 10.0, 100.0)):
         write_thesis_run(runs, "topk-k40", seed=seed, backward=backward, select=0.1)
-        write_thesis_run(runs, "dropout-p0.4", seed=seed, backward=2 * backward, select=0.0)
+        write_thesis_run(runs, DROPOUT, seed=seed, backward=2 * backward, select=0.0)
     build(runs, tmp_path / "report", log=lambda _: None)
     table = (tmp_path / "report" / "tables" / "fashion_mnist_l1-64_time.md").read_text()
     assert "| 37.00 (1.00–100.00) |" in table and "| 74.00 (2.00–200.00) |" in table
@@ -138,7 +138,7 @@ def time_table_rows(runs: Path, out: Path) -> dict[str, str]:
 def test_time_tables_flag_runs_timed_with_other_threads_or_under_load(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        write_thesis_run(runs, "dropout-p0.4", seed=seed, threads=1)
+        write_thesis_run(runs, DROPOUT, seed=seed, threads=1)
         write_thesis_run(runs, "topk-k40", seed=seed, threads=2)
         # complete: one seed timed while other work held both cores
         write_thesis_run(runs, "complete-k170", seed=seed, threads=1, other_busy=2.0 if seed else 0.0)
@@ -154,7 +154,7 @@ def test_time_tables_flag_runs_timed_on_another_cpu(tmp_path: Path) -> None:
     a run that recorded none (older records) counts as unknown, not as the same CPU."""
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        write_thesis_run(runs, "dropout-p0.4", seed=seed, cpu="EPYC, AVX512")
+        write_thesis_run(runs, DROPOUT, seed=seed, cpu="EPYC, AVX512")
         write_thesis_run(runs, "topk-k40", seed=seed, cpu="EPYC, AVX2")
         write_thesis_run(runs, "complete-k170", seed=seed, cpu="EPYC, AVX2" if seed else None)
         write_thesis_run(runs, PARTIAL, seed=seed, cpu="EPYC, AVX512")
@@ -169,7 +169,7 @@ def test_published_and_your_runs_are_never_pooled(tmp_path: Path) -> None:
     for seed in (0, 1):
         write_thesis_run(published, "topk-k40", seed=seed, val=0.85, test=0.84)
         write_thesis_run(yours, "topk-k40", seed=seed, val=0.70, test=0.69)  # the same cell, run again
-    write_thesis_run(yours, "dropout-p0.4", seed=0)  # a cell only you have
+    write_thesis_run(yours, DROPOUT, seed=0)  # a cell only you have
     out = tmp_path / "report"
     build(yours, out, seeds=2, log=lambda _: None, published=[published])
     table = (out / "tables" / "fashion_mnist_l1-64_accuracy.md").read_text()
@@ -182,8 +182,8 @@ def test_published_and_your_runs_are_never_pooled(tmp_path: Path) -> None:
 
 def test_the_first_page_answers_claim_by_claim(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    accuracy = {"dropout-p0.4": 0.85, "topk-k40": 0.87, PARTIAL: 0.86, "complete-k170": 0.80}
-    backward = {"dropout-p0.4": 2.0, "topk-k40": 1.0, PARTIAL: 1.2, "complete-k170": 1.9}
+    accuracy = {DROPOUT: 0.85, "topk-k40": 0.87, PARTIAL: 0.86, "complete-k170": 0.80}
+    backward = {DROPOUT: 2.0, "topk-k40": 1.0, PARTIAL: 1.2, "complete-k170": 1.9}
     for arch in ("l1-64", "l2-64", "l3-64", "l4-64", "l5-64"):
         for tag in accuracy:
             for seed in (0, 1):

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from synthetic import write_thesis_run
+from synthetic import DROPOUT, write_thesis_run
 
 from asym_sweep import records
 from asym_sweep.report.collect import collect
@@ -10,11 +10,11 @@ from asym_sweep.report.collect import collect
 def test_one_row_per_run_and_per_epoch(tmp_path: Path) -> None:
     write_thesis_run(tmp_path, "topk-k40", seed=0, epochs=3)
     write_thesis_run(tmp_path, "topk-k40", seed=1, epochs=3)
-    write_thesis_run(tmp_path, "dropout-p0.4", seed=0, epochs=3)
+    write_thesis_run(tmp_path, DROPOUT, seed=0, epochs=3)
     c = collect(tmp_path)
     assert len(c.runs) == 3 and len(c.epochs) == 9
     # 3 epochs is not the reference setup (20): the settings are part of the tag, as in the folder names.
-    assert set(c.runs["method_tag"]) == {"topk-k40+e3", "dropout-p0.4+e3"}
+    assert set(c.runs["method_tag"]) == {"topk-k40+e3", f"{DROPOUT}+e3"}
     assert c.problems == [] and c.in_progress == []
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic import PARTIAL, write_run, write_thesis_run
+from synthetic import DROPOUT, PARTIAL, write_run, write_thesis_run
 
 from asym_sweep.grid import PANEL as PANEL_CELLS, load_grid
 from asym_sweep.report import readings as rd
@@ -21,7 +21,7 @@ PANEL = ("l5-64", "l2-128")
 # Thesis test accuracies (Tables 9.9 and 9.13).
 THESIS = {("l5-64", "dropout"): 0.8215, ("l5-64", "topk"): 0.8381, ("l5-64", "partial"): 0.8302, ("l5-64", "complete"): 0.7961,
           ("l2-128", "dropout"): 0.853, ("l2-128", "topk"): 0.8686, ("l2-128", "partial"): 0.8459, ("l2-128", "complete"): 0.8445}
-TAGS = {"dropout": "dropout-p0.4", "topk": "topk-k40", "partial": PARTIAL, "complete": "complete-k170"}
+TAGS = {"dropout": DROPOUT, "topk": "topk-k40", "partial": PARTIAL, "complete": "complete-k170"}
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_agreement_per_reading_and_the_best_reading(panel_runs: Path) -> None:
     table = rd.reading_table(runs, th.load_reference(GRID), GRID, PANEL)
     final = table[table["epoch"] == "final"].set_index("reading")
     assert final.loc["partial-k1_40-k2_200+b10", "agree_test"] == 2 and final.loc[PARTIAL, "agree_test"] == 0
-    assert final.loc["dropout-p0.4", "agree_test"] == 2 and final.loc["topk-k40", "agree_test"] == 0
+    assert final.loc[DROPOUT, "agree_test"] == 2 and final.loc["topk-k40", "agree_test"] == 0
     assert final.loc["partial-k1_40-k2_200+b10", "mean_abs_diff_test"] == pytest.approx(0.003)
     assert bool(final.loc[PARTIAL, "default"]) and not bool(final.loc["partial-k1_40-k2_200+b10", "default"])
     best = rd.best_readings(table, "final")

@@ -1,6 +1,7 @@
 import math
 
 import pandas as pd
+from synthetic import DROPOUT
 
 from asym_sweep.grid import load_grid
 from asym_sweep.report import tables
@@ -22,7 +23,7 @@ def _comparison_rows() -> pd.DataFrame:
          "test_acc_mean": 0.8, "test_acc_lo": 0.8, "test_acc_hi": 0.8, "thesis_val": 0.8957, "thesis_val_lo": 0.8897,
          "thesis_val_hi": 0.9017, "thesis_test": 0.8753, "thesis_test_lo": 0.8745, "thesis_test_hi": 0.8761,
          "val_diff": -0.0007, "test_diff": -0.0753, "val_thesis_inside": True, "test_thesis_inside": False},
-        {"method_tag": "dropout-p0.4", "n_seeds": 0, "n_failed": 0, "val_acc_mean": nan, "val_acc_lo": nan, "val_acc_hi": nan,
+        {"method_tag": DROPOUT, "n_seeds": 0, "n_failed": 0, "val_acc_mean": nan, "val_acc_lo": nan, "val_acc_hi": nan,
          "test_acc_mean": nan, "test_acc_lo": nan, "test_acc_hi": nan, "thesis_val": 0.904, "thesis_val_lo": 0.8981,
          "thesis_val_hi": 0.9099, "thesis_test": 0.863, "thesis_test_lo": 0.8625, "thesis_test_hi": 0.8635,
          "val_diff": nan, "test_diff": nan, "val_thesis_inside": pd.NA, "test_thesis_inside": pd.NA},
@@ -31,7 +32,7 @@ def _comparison_rows() -> pd.DataFrame:
 
 def test_accuracy_table_has_thesis_rows_first_and_missing_not_zero() -> None:
     t = tables.accuracy_table(_comparison_rows(), load_grid())
-    assert list(t["Method"]) == ["Symmetric dropout 0.4", "Top-k asymmetry k=40"]
+    assert list(t["Method"]) == ["Symmetric dropout 0.4, standardised inputs", "Top-k asymmetry k=40"]
     dropout, topk = t.iloc[0], t.iloc[1]
     assert dropout["Validation (ours)"] == "missing" and dropout["Δ val"] == "—" and dropout["Seeds"] == "0"
     assert topk["Validation (ours)"] == "0.8950 (0.8500, 0.9400)" and topk["thesis in CI (val)"] == "yes"

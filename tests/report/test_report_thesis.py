@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic import PARTIAL, write_thesis_run
+from synthetic import DROPOUT, PARTIAL, write_thesis_run
 
 from asym_sweep.grid import load_grid
 from asym_sweep.report import thesis as th
@@ -29,13 +29,13 @@ def test_every_table_is_transcribed(ref: pd.DataFrame) -> None:
 @pytest.mark.parametrize(
     "table, tag, column, value",
     [
-        ("9.3", "dropout-p0.4", "val", 0.8786),
+        ("9.3", DROPOUT, "val", 0.8786),
         ("9.27", "topk-k40", "val_lo", 0.8897),
         ("9.27", "complete-k170", "test", 0.8522),
         ("9.47", PARTIAL, "test_hi", 0.8734),
         ("9.51", "complete-k170", "test", 0.7894),
         ("9.28", "topk-k40", "backward_time", 4829.54),
-        ("9.52", "dropout-p0.4", "backward_time", 53276.58),
+        ("9.52", DROPOUT, "backward_time", 53276.58),
         ("9.2", "complete-k170", "backward_time", 4647.8),
     ],
 )
@@ -63,7 +63,7 @@ def test_thesis_claim_is_reproduced_from_its_own_tables(ref: pd.DataFrame) -> No
     # Chapter 10: top-k best in 60%, partial 28%, symmetric 12% of the 25 Fashion-MNIST architectures.
     empty = pd.DataFrame(columns=["dataset", "arch", "method_tag", "n_seeds", "test_acc_mean"])
     best = th.best_method_summary(empty, ref, GRID).set_index("method_tag")
-    assert best["thesis_best"].to_dict() == {"dropout-p0.4": 3, "topk-k40": 15, PARTIAL: 7, "complete-k170": 0}
+    assert best["thesis_best"].to_dict() == {DROPOUT: 3, "topk-k40": 15, PARTIAL: 7, "complete-k170": 0}
     assert best.loc["topk-k40", "thesis_best_pct"] == 60.0 and best.loc["complete-k170", "thesis_worst"] == 18
     assert best["ours_archs"].iloc[0] == 0
 
@@ -72,7 +72,7 @@ def test_comparisons_on_known_numbers(tmp_path: Path, ref: pd.DataFrame) -> None
     # l3-256, thesis topk val 0.8957 (Table 9.27); our seeds 0.89, 0.90 -> mean 0.895, CI +- 12.7062 * 0.00707 / 1.414
     for seed, val in enumerate([0.89, 0.90]):
         write_thesis_run(tmp_path, "topk-k40", arch="l3-256", seed=seed, val=val, test=0.80, backward=1.0)
-        write_thesis_run(tmp_path, "dropout-p0.4", arch="l3-256", seed=seed, backward=4.0)
+        write_thesis_run(tmp_path, DROPOUT, arch="l3-256", seed=seed, backward=4.0)
     write_thesis_run(tmp_path, "topk-k40", arch="l3-256", seed=2, val=0.90, test=0.80, status="failed")
     s = summarize(collect(tmp_path).runs, GRID.baseline_tag)
     acc = th.accuracy_comparison(s, ref)
@@ -91,7 +91,7 @@ def test_comparisons_on_known_numbers(tmp_path: Path, ref: pd.DataFrame) -> None
 
 
 def test_new_methods_are_ordered_after_the_thesis_ones() -> None:
-    assert GRID.order(["swat-s0.7", "topk-k40", "dropout-p0.4", "random-k40"]) == ["dropout-p0.4", "topk-k40", "random-k40", "swat-s0.7"]
+    assert GRID.order(["swat-s0.7", "topk-k40", DROPOUT, "random-k40"]) == [DROPOUT, "topk-k40", "random-k40", "swat-s0.7"]
     assert GRID.label("swat-s0.7") == "swat-s0.7" and GRID.label(PARTIAL) == "Partial connectivity k1=40, k2=200, x_scope=sample"
 
 
@@ -110,7 +110,7 @@ def test_a_changed_k_changes_the_comparison_and_does_not_break_it(tmp_path: Path
     assert grid.tags["topk"] == "topk-k50" and grid.label("topk-k50") == "Top-k asymmetry k=50"
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        write_thesis_run(runs, "dropout-p0.4", arch="l3-256", seed=seed, backward=4.0)
+        write_thesis_run(runs, DROPOUT, arch="l3-256", seed=seed, backward=4.0)
         write_thesis_run(runs, "topk-k40", arch="l3-256", seed=seed, val=0.90, backward=1.0)
     for seed, val in enumerate([0.89, 0.90]):
         run = write_thesis_run(runs, "topk-k40", arch="l3-256", seed=seed, val=val, backward=1.0)
