@@ -48,6 +48,9 @@ LABELS = {
     "partial": "Partial connectivity",
     "complete": "Complete sparsification",
 }
+# Settings that change a run's numbers but not its operations: a run of the baseline at another
+# value does the same work, so it may serve as the time baseline (`ThesisGrid.time_baselines`).
+COST_NEUTRAL_SETTINGS = frozenset({"dataset.scaling"})
 # How a label names a setting a method file fixes (`ThesisGrid.label`).
 SETTING_WORDS = {("dataset.scaling", "standard"): "standardised inputs"}
 
@@ -124,6 +127,16 @@ class ThesisGrid:
     @property
     def baseline_tag(self) -> str:
         return self.tags[BASELINE]
+
+    @property
+    def time_baselines(self) -> tuple[str, ...]:
+        """The baseline's grid tag, then that of the same method without its cost-neutral settings
+        (``dropout-p0.4+standard``, ``dropout-p0.4``): the report's time-ratio denominators in
+        order of preference (`report.aggregate.time_base`)."""
+        settings = self.settings.get(BASELINE, {})
+        kept = {key: value for key, value in settings.items() if key not in COST_NEUTRAL_SETTINGS}
+        twin = self.specs[BASELINE].tag() + settings_suffix(kept, schema_settings())
+        return tuple(dict.fromkeys((self.baseline_tag, twin)))
 
     def method_of(self, tag: str) -> str | None:
         """The thesis method whose tag this is, None for any other tag."""

@@ -51,6 +51,7 @@ def write_run(
     batch: int = 50,
     cpu: str | None = "test CPU, AVX2",
     scaling: str = "unit",
+    started_at: str | None = None,
 ) -> Path:
     params = {"k": 40} if params is None else params
     epochs = epochs or {"fashion_mnist": 20, "mnist": 17}[dataset]  # the reference setup's: no settings tag
@@ -77,6 +78,8 @@ def write_run(
             "environment": {"torch": "test", "python": "3", "device": "cpu", "device_name": "x", "threads": threads, "host": "h",
                             "jobs": jobs, "cores": 2, "other_busy_cores": other_busy, **({"cpu": cpu} if cpu else {})},
         })
+    if started_at is not None:
+        result["started_at"] = started_at
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / records.RESULT_FILE).write_text(json.dumps(result))
     if hydra_config:

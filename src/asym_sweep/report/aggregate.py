@@ -14,6 +14,7 @@ the share of backward spent selecting indices (the thesis' "max-heap" time,
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import pandas as pd
 
@@ -84,25 +85,59 @@ def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def summarize(runs: pd.DataFrame, baseline: str, epoch: str = "final") -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, baseline: str | Sequence[str], epoch: str = "final") -> pd.DataFrame:
     """One row per group; ``backward_ratio`` (median backward seconds over the baseline's median) is
     NaN where the group's baseline has no completed run.
+    ``baseline``: the baseline's tag, or its tags for the time ratio in order of preference
+    (`grid.ThesisGrid.time_baselines`: the grid's baseline, then the same operations at another
+    input scaling); `time_base` picks one per group, named in ``time_baseline``.
     ``epoch``: the reported epoch (`EPOCH_MODES`)."""
     if runs.empty:
         return pd.DataFrame(columns=[*GROUP, "n_seeds"])
+    tags = (baseline,) if isinstance(baseline, str) else tuple(baseline)
     val, test = EPOCH_MODES[epoch]
     if epoch != "final":
         runs = runs.assign(val_acc=runs[val], test_acc=runs[test])
     rows = [{**dict(zip(GROUP, key)), **summarize_group(g)} for key, g in runs.groupby(GROUP, sort=True)]
     table = pd.DataFrame(rows)
+    candidates: dict[tuple[str, str], list[pd.Series]] = {}
+    for tag in tags:  # in order of preference
+        for _, r in table[(table["method_tag"] == tag) & (table["n_seeds"] > 0)].iterrows():
+            candidates.setdefault((r["dataset"], r["arch"]), []).append(r)
+    chosen = [time_base(r, candidates.get((r["dataset"], r["arch"]), []), tags) for _, r in table.iterrows()]
     # The ratio of medians over seeds: one run slowed by other work on the machine (seen: a 10x
     # backward beside a test suite, its seeds at 1x) moves a mean, not a median of 3-5 seeds.
-    base = table[table["method_tag"] == baseline].set_index(["dataset", "arch"])["backward_s_median"]
-    keys = pd.MultiIndex.from_frame(table[["dataset", "arch"]])
-    table["backward_ratio"] = table["backward_s_median"].to_numpy() / base.reindex(keys).to_numpy()
-    bases = {(r["dataset"], r["arch"]): r for _, r in table[table["method_tag"] == baseline].iterrows()}
-    table["timing_note"] = [timing_note(r, bases.get((r["dataset"], r["arch"]))) for _, r in table.iterrows()]
+    table["backward_ratio"] = [r["backward_s_median"] / b["backward_s_median"] if b is not None else math.nan
+                               for (_, r), b in zip(table.iterrows(), chosen)]
+    table["time_baseline"] = [b["method_tag"] if b is not None else "" for b in chosen]
+    table["timing_note"] = [timing_note(r, b) for (_, r), b in zip(table.iterrows(), chosen)]
     return table
+
+
+def _timed_alike(row: pd.Series, base: pd.Series) -> bool:
+    """Same CPU, jobs and threads, one CPU each, and made in one stretch (`STRETCH_H`)."""
+    # the separators `timing_conditions` joins differing values with (a CPU's name has commas)
+    for key, sep in (("timing_threads", ","), ("timing_jobs", ","), ("timing_cpu", " / ")):
+        value = str(row.get(key, ""))
+        if sep in value or value != str(base.get(key, "")):
+            return False
+    apart = _hours_apart(row.get("started_at"), base.get("started_at"))
+    return apart is not None and apart <= STRETCH_H
+
+
+def time_base(row: pd.Series, candidates: list[pd.Series], tags: Sequence[str]) -> pd.Series | None:
+    """The baseline group a row's time ratio is taken to: the first candidate (in `tags` order)
+    timed like the row, else the first one (the grid's baseline where it has runs). The baseline's
+    own rows are taken to the first, so that a second baseline's ratio shows what its time is.
+    Why a second: the thesis compares backward times within one architecture (Tables 9.2-9.52),
+    and dropout with standardised inputs does exactly the operations of dropout with [0, 1]
+    pixels; where the grid's baseline was rerun on another machine, the other scaling's runs,
+    made beside the sparse methods, are the like-for-like denominator."""
+    if not candidates:
+        return None
+    if row["method_tag"] in tags:
+        return candidates[0]
+    return next((c for c in candidates if _timed_alike(row, c)), candidates[0])
 
 
 def timing_note(row: pd.Series, base: pd.Series | None) -> str:

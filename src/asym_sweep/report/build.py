@@ -57,7 +57,7 @@ class Frames:
 
 
 def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final") -> Frames:
-    summary = summarize(collection.runs, grid.baseline_tag, epoch)
+    summary = summarize(collection.runs, grid.time_baselines, epoch)
     reference = th.load_reference(grid)
     times = th.time_comparison(summary, reference, grid)
     return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
@@ -266,7 +266,7 @@ def arch_section(frames: Frames, w: Writer, dataset: str, arch: str, colors: dic
         s.add_text(f"Thesis values: {note}.")
     w.table(s, tables.time_table(times, frames.grid), f"{dataset}_{arch}_time", time_title)
     have = acc[acc["n_seeds"] > 0]
-    if len(have) and frames.grid.baseline_tag not in set(have["method_tag"]):
+    if len(have) and not set(frames.grid.time_baselines) & set(have["method_tag"]):
         s.add_text("No ratio to dropout here: this architecture has no completed dropout run (the baseline) yet.", "problems")
     curves = frames.curves[(frames.curves["dataset"] == dataset) & (frames.curves["arch"] == arch)]
     if curves.empty:

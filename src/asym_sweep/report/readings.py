@@ -54,7 +54,7 @@ def panel_summary(runs: pd.DataFrame, grid: ThesisGrid, epoch: str, panel: tuple
     """The panel's groups on its own seeds (0 to ``seeds`` - 1): the default readings, which are grid
     runs with 5 seeds, are compared on the same 3 seeds as the other readings."""
     on_panel = runs[(runs["dataset"] == "fashion_mnist") & runs["arch"].isin(panel) & (runs["seed"] < seeds)]
-    return summarize(on_panel, grid.baseline_tag, epoch) if len(on_panel) else pd.DataFrame()
+    return summarize(on_panel, grid.time_baselines, epoch) if len(on_panel) else pd.DataFrame()
 
 
 def common_cells(t: pd.DataFrame, seeds: int) -> pd.DataFrame:

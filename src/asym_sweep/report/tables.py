@@ -92,6 +92,7 @@ def time_table(rows: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
             "Method": grid.label(tag),
             "Backward s (ours): mean (min–max)": fmt_range(r["backward_s_mean"], r["backward_s_min"], r["backward_s_max"], n),
             "Ratio to dropout (ours)": fmt_num(r["backward_ratio"], 3, missing=MISSING if n == 0 else NONE),
+            "Ratio taken to": (r.get("time_baseline") or NONE) if n else NONE,
             "Time (thesis)": fmt_num(r["thesis_time"], 2),
             "Ratio to dropout (thesis)": fmt_num(r["thesis_ratio"], 3),
             "Δ ratio": fmt_num(r["ratio_diff"], 3, signed=True),

@@ -75,7 +75,7 @@ def time_comparison(summary: pd.DataFrame, reference: pd.DataFrame, grid: Thesis
     base = ref[ref["method_tag"] == grid.baseline_tag].set_index(["dataset", "arch"])["thesis_time"]
     ref = ref.assign(thesis_ratio=ref["thesis_time"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(ref[["dataset", "arch"]])).to_numpy())
     cols = [*KEYS, "n_seeds", "backward_s_mean", "backward_s_min", "backward_s_max", "backward_ratio", "select_s_mean",
-            "product_s_mean", "select_share", "flop_ratio_mean", "timing_threads", "timing_jobs", "timing_note"]
+            "product_s_mean", "select_share", "flop_ratio_mean", "timing_threads", "timing_jobs", "timing_note", "time_baseline"]
     table = summary[cols].merge(ref, on=KEYS, how="outer")
     table["n_seeds"] = table["n_seeds"].fillna(0).astype(int)
     table["ratio_diff"] = table["backward_ratio"] - table["thesis_ratio"]
