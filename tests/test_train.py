@@ -152,3 +152,27 @@ def test_interrupted_run_resumes_to_identical_numbers(tiny_data, tmp_path, monke
     assert resumed["resumed_at_epochs"] == [1]
     assert strip(resumed) == strip(whole)
     assert resumed["flops"] == whole["flops"]
+
+
+def test_a_run_resumed_on_another_cpu_records_both(tiny_data, tmp_path, monkeypatch):
+    """Its epochs were timed on two machines: the record names both, so the report flags its times."""
+    settings = {"method": "topk", "arch": "l2-32", "train.epochs": 2}
+    real_epoch, real_cpu = train.train_epoch, resources.cpu_description
+
+    def dies_in_epoch_two(*args, **kwargs):
+        if dies_in_epoch_two.calls == 1:
+            raise KeyboardInterrupt
+        dies_in_epoch_two.calls += 1
+        return real_epoch(*args, **kwargs)
+
+    dies_in_epoch_two.calls = 0
+    monkeypatch.setattr(train, "train_epoch", dies_in_epoch_two)
+    monkeypatch.setattr(resources, "cpu_description", lambda *a: "Other CPU, AVX2")
+    with pytest.raises(KeyboardInterrupt):
+        run_small(tiny_data, tmp_path / "runs", **settings)
+    monkeypatch.setattr(train, "train_epoch", real_epoch)
+    monkeypatch.setattr(resources, "cpu_description", real_cpu)
+    resumed, _ = run_small(tiny_data, tmp_path / "runs", **settings)
+    assert [h["cpu"] for h in resumed["history"]] == ["Other CPU, AVX2", real_cpu()]
+    assert resumed["environment"]["cpu"] == " / ".join(sorted({"Other CPU, AVX2", real_cpu()}))
+    assert train.run_cpus([{"cpu": "A"}, {}]) == "? / A"  # an epoch checkpointed before epochs named their CPU

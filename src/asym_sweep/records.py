@@ -114,7 +114,7 @@ DESCRIPTIVE_KEYS = {  # written by every completed run, derived from the config
     "steps": int, "resumed_at_epochs": list, "environment": dict, "started_at": str, "finished_at": str,
 }
 FINAL_KEYS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
-EPOCH_KEYS = ("epoch", *FINAL_KEYS, "train_s", "other_busy_cores", "forward_s", "backward_s", "select_s", "optimizer_s")
+EPOCH_KEYS = ("epoch", *FINAL_KEYS, "train_s", "other_busy_cores", "cpu", "forward_s", "backward_s", "select_s", "optimizer_s")
 TIMING_KEYS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "eval_s", "train_s", "wall_s")
 FLOP_KEYS = ("backward_madds", "dense_backward_madds", "ratio_to_dense", "forward_madds", "dense_forward_madds",
              "train_ratio_to_dense")
@@ -122,7 +122,7 @@ ENVIRONMENT_KEYS = ("torch", "python", "device", "device_name", "threads", "jobs
                     "loadavg_start", "loadavg_end", "other_busy_cores", "git_commit", "git_dirty", "package_version",
                     "malloc_keeps_freed_memory", "host", "cpu", "data_source")
 # Since version 1 first shipped (older results lack them): the load and code provenance.
-ADDED_KEYS = ("dropout_at", "history[].other_busy_cores", "environment.jobs", "environment.cores", "environment.thread_choice",
+ADDED_KEYS = ("dropout_at", "history[].other_busy_cores", "history[].cpu", "environment.jobs", "environment.cores", "environment.thread_choice",
               "environment.loadavg_start", "environment.loadavg_end", "environment.other_busy_cores",
               "environment.git_commit", "environment.git_dirty", "environment.package_version", "environment.cpu")
 

@@ -255,6 +255,8 @@ def train_and_evaluate(t: Training, epoch: int, bar: RunProgress) -> dict[str, A
         "train_s": epoch_s,
         # Cores other processes kept busy during the epoch: > 0 means its times were shared.
         "other_busy_cores": epoch_load.read(),
+        # A run resumed on another machine has epochs timed on two CPUs (`run_cpus`).
+        "cpu": resources.cpu_description(),
         **{f"{name}_s": after[name] - before[name] for name in PHASES if name != "eval"},
         **({"method_state": notes} if notes else {}),
     }
@@ -338,13 +340,20 @@ def result_record(t: Training, machine: Machine) -> dict[str, Any]:
             **provenance.source_revision(),
             "malloc_keeps_freed_memory": machine.heap_kept,
             "host": platform.node(),
-            # A VM keeps its host name when it moves to another CPU: the timing's machine.
-            "cpu": resources.cpu_description(),
+            # A VM keeps its host name when it moves to another CPU: the timing's machine(s).
+            "cpu": run_cpus(t.history),
             "data_source": splits.source,
         },
         "started_at": dt.datetime.fromtimestamp(machine.started, dt.timezone.utc).isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def run_cpus(history: list[dict[str, Any]]) -> str:
+    """The CPUs a run's epochs were timed on, joined with " / " when a resume moved it (the
+    report flags such times as not like for like); "?" for epochs checkpointed before epochs
+    recorded their CPU."""
+    return " / ".join(sorted({str(h.get("cpu") or "?") for h in history})) or resources.cpu_description()
 
 
 def run(
