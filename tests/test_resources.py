@@ -86,3 +86,14 @@ def test_cpu_model_is_none_without_cpuinfo(tmp_path):
     (tmp_path / "empty").write_text("processor\t: 0\n")
     assert resources.cpu_model(str(tmp_path / "empty")) is None
     assert resources.cpu_description(str(tmp_path / "absent"))  # falls back to the platform's name
+
+
+@pytest.mark.parametrize("other_busy, threads, cores, expected", [
+    (0.97, 1, 2, False),  # a quiet 2-job sweep: the other job is the launch's own
+    (1.45, 1, 2, True),  # beside a test suite: the run got about 0.55 of its core (1.6x slower)
+    (0.10, 2, 2, False),
+    (0.40, 2, 2, True),
+    (None, 1, 2, None),
+])
+def test_a_run_is_under_load_when_others_took_a_quarter_core_of_its_share(other_busy, threads, cores, expected):
+    assert resources.under_load(other_busy, threads, cores) is expected

@@ -140,8 +140,11 @@ def choose_threads(requested: int, jobs: int, cores: int, other_busy: float | No
 
 
 # A run had fewer cores than threads when other processes kept this many more busy than the
-# cores its threads left free (half a core of slack for the measurement's own noise).
-LOAD_SLACK = 0.5
+# cores its threads left free. On a full machine that excess is what the run's threads lost: a
+# 1-thread sweep job beside a test suite measured 1.44-1.47 other busy cores of 2 and ran 1.6x
+# slower (l3-128 dropout epochs), unflagged at the former half-core slack; quiet 2-job sweeps
+# measure 0.96-0.98. A quarter of a core flags a run slowed by about 1.3x or more.
+LOAD_SLACK = 0.25
 
 
 def under_load(other_busy: float | None, threads: int | None, cores: int | None) -> bool | None:
