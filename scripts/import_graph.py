@@ -12,6 +12,7 @@ back up, so ``tests/test_structure.py`` and a reviewer run the same check.
 from __future__ import annotations
 
 import argparse
+import os
 import ast
 import sys
 from fnmatch import fnmatch
@@ -157,4 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `... | head` closed the pipe: what was asked for was printed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(0)
