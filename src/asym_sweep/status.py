@@ -11,8 +11,9 @@ Every ``<runs>/<dataset>/<arch>/<run tag>/seed<N>/`` folder is in one state (`re
 A cell of the thesis grid (Fashion-MNIST: 25 architectures; MNIST: l1-512; 4 methods;
 ``--seeds`` seeds) counts a run only if the run has the grid's settings: its saved config's
 run tag (`records.run_tag`: method tag and settings tag) is the folder's, and that is a thesis
-method's grid tag (`grid.ThesisGrid.tags`, which carries any setting a method file fixes). Its count goes to one state; ``missing`` is the rest, so the states of a method add
-up to its grid. Runs of any other settings are listed apart, under "other settings".
+method's grid tag (`grid.ThesisGrid.tags`, which carries any setting a method file fixes).
+Its count goes to one state; ``missing`` is the rest, so the states of a method add up to its
+grid. Runs of any other settings are listed apart, under "other settings".
 """
 
 from __future__ import annotations

@@ -73,6 +73,12 @@ def _cpus(column: pd.Series) -> str:
     return " / ".join(sorted({v if isinstance(v, str) and v else "?" for v in column}))
 
 
+# The conditions two groups' times must share to compare: (column, plural, singular, the
+# separator `timing_conditions` joins a group's differing values with: a CPU's name has commas).
+TIMING_CONDITIONS = (("timing_threads", "threads", "threads", ","), ("timing_jobs", "parallel jobs", "parallel jobs", ","),
+                     ("timing_cpu", "CPUs", "CPU", " / "))
+
+
 def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
     """How a group's timings were taken: threads, jobs and CPU per run (joined when they differ),
     and how many runs ran under load or have no load record (older runs)."""
@@ -116,8 +122,7 @@ def summarize(runs: pd.DataFrame, baseline: str | Sequence[str], epoch: str = "f
 
 def _timed_alike(row: pd.Series, base: pd.Series) -> bool:
     """Same CPU, jobs and threads, one CPU each, and made in one stretch (`STRETCH_H`)."""
-    # the separators `timing_conditions` joins differing values with (a CPU's name has commas)
-    for key, sep in (("timing_threads", ","), ("timing_jobs", ","), ("timing_cpu", " / ")):
+    for key, _, _, sep in TIMING_CONDITIONS:
         value = str(row.get(key, ""))
         if sep in value or value != str(base.get(key, "")):
             return False
@@ -145,8 +150,7 @@ def timing_note(row: pd.Series, base: pd.Series | None) -> str:
     if not row["n_seeds"]:
         return ""
     notes = []
-    for key, what, one, sep in (("timing_threads", "threads", "threads", ","), ("timing_jobs", "parallel jobs", "parallel jobs", ","),
-                                ("timing_cpu", "CPUs", "CPU", " / ")):
+    for key, what, one, sep in TIMING_CONDITIONS:
         if sep in str(row.get(key, "")):
             notes.append(f"{what} differ between seeds ({row[key]})")
         elif base is not None and base["n_seeds"] and row is not base and str(base.get(key, "")) != str(row.get(key, "")):
