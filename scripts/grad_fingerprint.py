@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from asym_sweep import resources
 from asym_sweep.config import CONF_DIR
 from asym_sweep.grid import method_node
 
@@ -40,12 +41,7 @@ def digest(t: torch.Tensor | None) -> str | None:
 def cpu_vendor() -> str:
     """``GenuineIntel``, ``AuthenticAMD``...: two CPUs of one vector capability (AVX-512 on an
     AMD EPYC and on an Intel Xeon) still round some kernels differently, so it is part of the key."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    return resources.cpuinfo_field("vendor_id") or platform.processor() or "unknown"
 
 
 def platform_key() -> dict[str, str]:

@@ -25,17 +25,23 @@ PROC_CPUINFO = "/proc/cpuinfo"
 SAMPLE_S = 0.25
 
 
-def cpu_model(cpuinfo: str = PROC_CPUINFO) -> str | None:
-    """The processor's model name (``/proc/cpuinfo``), None where it cannot be read."""
+def cpuinfo_field(name: str, cpuinfo: str = PROC_CPUINFO) -> str | None:
+    """The first value of ``name`` in ``/proc/cpuinfo`` (``model name``, ``vendor_id``), None
+    where it cannot be read."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
+                if key.strip() == name and value.strip():
                     return value.strip()
     except OSError:
         pass
     return None
+
+
+def cpu_model(cpuinfo: str = PROC_CPUINFO) -> str | None:
+    """The processor's model name (``/proc/cpuinfo``), None where it cannot be read."""
+    return cpuinfo_field("model name", cpuinfo)
 
 
 def cpu_description(cpuinfo: str = PROC_CPUINFO) -> str:
