@@ -65,6 +65,13 @@ def test_rebuild_replaces_the_report_whole(partial_sweep: Path, tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_the_page_says_which_epoch_its_runs_report(partial_sweep: Path, tmp_path: Path) -> None:
+    for epoch, words in (("final", "each run reports the final epoch;"), ("best_val", "each run reports the epoch of best validation accuracy;")):
+        build(partial_sweep, tmp_path / epoch, log=lambda _: None, static=False, epoch=epoch)
+        intro = (tmp_path / epoch / "index.html").read_text().split("Does it reproduce?")[0]
+        assert words in intro
+
+
 def test_empty_runs_folder_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
     with pytest.raises(ReportError, match="no finished runs under"):

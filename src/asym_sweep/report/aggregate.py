@@ -30,6 +30,11 @@ EPOCH_MODES = {
     "best_val": ("bestval_val_acc", "bestval_test_acc"),
     "best_each": ("max_val_acc", "max_test_acc"),
 }
+EPOCH_WORDS = {  # what each mode reports, as the page says it
+    "final": "the final epoch",
+    "best_val": "the epoch of best validation accuracy",
+    "best_each": "the best validation and the best test accuracy over the epochs",
+}
 MEANS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio", "test_loss_rise")
 
 

@@ -2,7 +2,7 @@
 
 Everything is built in a temporary folder beside the output folder and moved
 into place at the end, so an interrupted build leaves the previous report
-intact and never a half-written one.
+intact and never a half-written one. The page's content is `sections`', its data `frames`'.
 """
 
 from __future__ import annotations
@@ -13,18 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 import plotly.graph_objects as go
 
-from asym_sweep.report import figures, tables
-from asym_sweep.report import fidelity, snapshot
-from asym_sweep.report import readings as rd
-from asym_sweep.report import thesis as th
-from asym_sweep import grid as thesis_grid
 from asym_sweep.grid import ThesisGrid, load_grid
-from asym_sweep.report.aggregate import epoch_curves, summarize
-from asym_sweep.report.collect import Collection, collect
+from asym_sweep.report import figures, snapshot
+from asym_sweep.report.aggregate import EPOCH_WORDS
+from asym_sweep.report.collect import collect
+from asym_sweep.report.frames import Frames, compute
 from asym_sweep.report.page import Section, render_page
+from asym_sweep.report.sections import (
+    COMPARISON_FIGURE,
+    answer_section,
+    arch_order,
+    arch_section,
+    coverage_lines,
+    readings_section,
+    summary_section,
+)
+from asym_sweep.report.writer import Writer
 
 
 class ReportError(RuntimeError):
@@ -39,296 +45,6 @@ class Report:
     coverage: list[str]
     files: list[Path] = field(default_factory=list)
     static: str = ""
-
-
-@dataclass
-class Frames:
-    """Everything the pages are made from."""
-
-    grid: ThesisGrid
-    collection: Collection
-    summary: pd.DataFrame
-    curves: pd.DataFrame
-    accuracy: pd.DataFrame
-    times: pd.DataFrame
-    reduction: pd.DataFrame
-    reference: pd.DataFrame
-    readings: pd.DataFrame  # `readings.reading_table` of the runs: the readings page and the answer's ruled-out line
-
-
-def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final") -> Frames:
-    summary = summarize(collection.runs, grid.time_baselines, epoch)
-    reference = th.load_reference(grid)
-    times = th.time_comparison(summary, reference, grid)
-    return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
-                  times, th.time_reduction_summary(times), reference, rd.reading_table(collection.runs, reference, grid))
-
-
-def coverage_lines(summary: pd.DataFrame, seeds: int, grid: ThesisGrid) -> list[str]:
-    """How much of the thesis grid (its archs x its four methods x ``seeds``) the runs cover."""
-    lines = []
-    for dataset, archs in thesis_grid.ARCHS.items():
-        cells = [(a, t) for a in archs for t in grid.tags.values()]
-        have = summary[summary["dataset"] == dataset].set_index(["arch", "method_tag"])["n_seeds"] if not summary.empty else pd.Series(dtype=int)
-        counts = [int(have.get(c, 0)) for c in cells]
-        runs = sum(min(n, seeds) for n in counts)
-        lines.append(
-            f"{dataset}: {runs} of {len(cells) * seeds} runs of the thesis grid ({len(archs)} archs x 4 methods x {seeds} seeds); "
-            f"{sum(n > 0 for n in counts)} of {len(cells)} cells have a run, {sum(n >= 2 for n in counts)} have a CI (2+ seeds)"
-        )
-    return lines
-
-
-def arch_order(frames: Frames) -> list[tuple[str, str]]:
-    """The thesis' table order first, then any other (dataset, arch) we have runs for, by depth and width."""
-    numbers = th.table_numbers(frames.reference)
-    thesis = sorted(numbers, key=lambda k: float(numbers[k]["accuracy"].split(".", 1)[1]))
-    ours = frames.summary[["dataset", "arch", "depth", "width"]].drop_duplicates()
-    extra = [(d, a) for d, a, _, _ in sorted(ours.itertuples(index=False), key=lambda r: (r[0], r[2], r[3])) if (d, a) not in numbers]
-    return thesis + extra
-
-
-def best_display(best: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
-    def share(n: int, pct: float, total: int) -> str:
-        return tables.MISSING if not total else f"{n} of {total} ({pct:.0f}%)"
-
-    return pd.DataFrame({
-        "Method": [grid.label(t) for t in best["method_tag"]],
-        "Best, ours": [share(r.ours_best, r.ours_best_pct, r.ours_archs) for r in best.itertuples()],
-        "Best, thesis": [share(r.thesis_best, r.thesis_best_pct, r.thesis_archs) for r in best.itertuples()],
-        "Worst, ours": [f"{r.ours_worst} of {r.ours_archs}" if r.ours_archs else tables.MISSING for r in best.itertuples()],
-        "Worst, thesis": [f"{r.thesis_worst} of {r.thesis_archs}" for r in best.itertuples()],
-    })
-
-
-def reduction_display(reduction: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
-    red = reduction[reduction["archs"] > 0]
-    rank = {tag: i for i, tag in enumerate(grid.order(red["method_tag"]))}
-    red = red.assign(_rank=red["method_tag"].map(rank)).sort_values(["dataset", "_rank"])
-    return pd.DataFrame({
-        "Dataset": red["dataset"],
-        "Method": [grid.label(t) for t in red["method_tag"]],
-        "Archs": red["archs"],
-        "Backward / dropout, ours (mean)": [tables.fmt_num(v, 3) for v in red["ratio_mean"]],
-        "ours (min–max)": [f"{a:.3f}–{b:.3f}" for a, b in zip(red["ratio_min"], red["ratio_max"])],
-        "Thesis, same archs": [tables.fmt_num(v, 3) for v in red["thesis_on_shared"]],
-        "Multiply-add ratio": [tables.fmt_num(v, 4) for v in red["flop_ratio_mean"]],
-    })
-
-
-class Writer:
-    """Writes files under the staging folder and keeps the figures for static export."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.files: list[Path] = []
-        self.figures: dict[str, go.Figure] = {}
-
-    def data(self, name: str, frame: pd.DataFrame, parquet: bool = False) -> list[tuple[str, str]]:
-        path = self.root / "data" / f"{name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
-        links = [(f"{name}.csv", f"data/{name}.csv")]
-        if parquet:
-            frame.to_parquet(path.with_suffix(".parquet"), index=False)
-            links.append((f"{name}.parquet", f"data/{name}.parquet"))
-        self.files += [self.root / href for _, href in links]
-        return links
-
-    def table(self, section: Section, table: pd.DataFrame, name: str, title: str) -> None:
-        paths = tables.write_all_formats(table, self.root / "tables" / name, title)
-        self.files += paths
-        section.add_html(tables.to_html(table, title))
-        section.add_links("this table as", [(p.suffix[1:], str(p.relative_to(self.root))) for p in paths])
-
-    def figure(self, section: Section, fig: go.Figure, name: str) -> None:
-        path = self.root / "figures" / f"{name}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(path), include_plotlyjs="directory")
-        self.files.append(path)
-        self.figures[name] = fig
-        section.add_figure(fig, f"fig-{name}")
-        section.add_links("figure", [("standalone page", f"figures/{name}.html")])
-
-
-def sources_lines(runs: pd.DataFrame) -> list[str]:
-    """Which runs the page reads: published and the user's, and the code revisions they came from."""
-    lines = []
-    for source, g in runs.groupby("source"):
-        done = g[g["status"] == "completed"]
-        commits = done["git_commit"].fillna("unrecorded").map(lambda c: c[:10]) + done["git_dirty"].map(
-            lambda d: " (uncommitted changes)" if d is True else "")
-        by = ", ".join(f"{c}: {n}" for c, n in commits.value_counts().items())
-        what = "published (results/)" if source == "published" else "yours"
-        lines.append(f"{len(done)} completed runs {what}; by revision: {by or 'none'}.")
-    return lines
-
-
-def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section:
-    """The first page: does the thesis reproduce, claim by claim."""
-    s = Section("answer", "Does it reproduce? The answer so far")
-    for line in sources_lines(frames.collection.runs):
-        s.add_text(line)
-    agree = fidelity.agreement(frames.accuracy, frames.grid)
-    for split, name in (("val", "validation"), ("test", "test")):
-        k, n = agree[split]
-        s.add_text(f"Cells of the thesis' Fashion-MNIST tables agreeing on {name} accuracy (|ours - thesis| <= 1 pt, or the "
-                   f"thesis' value inside our 95% CI): {k} of {n}" + (f" ({100 * k / n:.0f}%)." if n else "."))
-    claims = fidelity.claims(frames.summary, frames.reference, frames.grid)
-    if claims:
-        w.table(s, pd.DataFrame([{"Claim": c.text, "Where": c.source, "Verdict": c.verdict, "Ours": c.ours, "Thesis": c.thesis}
-                                 for c in claims]), "answer_claims", "The thesis' claims (abstract, 9.5-9.6, 10.1) against our numbers")
-    best = th.best_method_summary(frames.summary, frames.reference, frames.grid, "fashion_mnist")
-    if best["ours_archs"].iloc[0]:
-        w.table(s, best_display(best, frames.grid), "answer_best_method",
-                "Best method per architecture by mean test accuracy (thesis: top-k 60%, partial 28%, symmetric 12%)")
-    reduction = reduction_display(frames.reduction, frames.grid)
-    if not reduction.empty:
-        w.table(s, reduction, "answer_backward_ratio", "Backward time relative to symmetric dropout (thesis: about 0.62 for top-k)")
-    if frames.accuracy.dropna(subset=["test_acc_mean", "thesis_test"]).shape[0]:
-        fig = figures.thesis_scatter(frames.accuracy[frames.accuracy["method_tag"].isin(frames.grid.tags.values())], colors,
-                                     "Our mean accuracy against the thesis' values, per cell (Fashion-MNIST and MNIST tables)", frames.grid)
-        w.figure(s, fig, COMPARISON_FIGURE)
-    off = fidelity.disagreements(frames.accuracy, frames.grid)
-    if not off.empty:
-        off = off.reindex(off["diff_pts"].abs().sort_values(ascending=False).index)
-        w.table(s, off.assign(ours=off["ours"].map("{:.4f}".format), thesis=off["thesis"].map("{:.4f}".format),
-                              diff_pts=off["diff_pts"].map("{:+.2f}".format)).rename(columns={"diff_pts": "diff (pts)"}),
-                "answer_disagreements", "Where we disagree (cells with 2+ seeds), largest first, with what the thesis' own numbers show")
-    ruled = ruled_out(frames)
-    if ruled:
-        s.add_text("Readings measured and ruled out on the readings panel (further from the thesis than the method's default "
-                   "by more than half a point, mean |diff| of validation and test): " + "; ".join(ruled) + ".")
-    if not (frames.summary["dataset"] == "mnist").any():
-        s.add_text("MNIST (thesis Tables 9.1-9.2): its training images cannot be had on the machines this project runs on, so "
-                   "its table has no runs of ours. Where the data exist: python -m asym_sweep --multirun +experiment=thesis_mnist.")
-    return s
-
-
-def ruled_out(frames: Frames) -> list[str]:
-    table = frames.readings
-    if table.empty:
-        return []
-    return [f"{reading} ({100 * off:.2f} pts from the thesis on average, against its default's {100 * base:.2f})"
-            for reading, off, base in rd.ruled_out(table, frames.grid)]
-
-
-def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str]) -> Section:
-    s = Section("summary", "Summary")
-    coll = frames.collection
-    for line in coverage_lines(frames.summary, seeds, frames.grid):
-        s.add_text("Coverage, " + line)
-    if coll.in_progress:
-        s.add_text(f"{len(coll.in_progress)} run(s) in progress (checkpoint, no result yet) are not included.")
-    for problem in coll.problems:
-        s.add_text(problem, "problems")
-    mixed = frames.summary[frames.summary["mixed_settings"]]
-    for r in mixed.itertuples():
-        s.add_text(f"{r.dataset} {r.arch} {r.method_tag}: its seeds were run with different settings; their CI pools them", "problems")
-    checked = frames.accuracy.dropna(subset=["thesis_test", "test_acc_lo"])
-    inside = int(checked["val_thesis_inside"].eq(True).sum() + checked["test_thesis_inside"].eq(True).sum())
-    s.add_text(f"The thesis' value lies inside our 95% CI in {inside} of {2 * len(checked)} accuracy cells that have one "
-               "(validation and test, groups with 2+ seeds). CI = mean ± t(0.975, n−1)·s/√n; one seed shows 'n=1'.")
-    for dataset in sorted(frames.summary["dataset"].unique()):
-        best = th.best_method_summary(frames.summary, frames.reference, frames.grid, dataset)
-        if best["thesis_archs"].iloc[0] < 2:
-            continue
-        w.table(s, best_display(best, frames.grid), f"summary_best_method_{dataset}",
-                f"{dataset}: best method per architecture by mean test accuracy (thesis 10: top-k 60%, partial 28%, symmetric 12%)")
-    reduction = reduction_display(frames.reduction, frames.grid)
-    if reduction.empty:
-        s.add_text("Backward time relative to symmetric dropout: no ratio yet. A ratio needs a completed dropout run "
-                   "(the thesis' baseline) of the same architecture, and no architecture with runs has one.", "problems")
-    else:
-        w.table(s, reduction, "summary_backward_ratio",
-                "Backward time relative to symmetric dropout, per method (mean over architectures)")
-    for dataset, sub in frames.summary.groupby("dataset"):
-        if sub[["depth", "width"]].drop_duplicates().shape[0] > 1:
-            w.figure(s, figures.grid_heatmap(sub, "test_acc_mean", f"{dataset}: mean test accuracy over depth x width", frames.grid), f"heatmap_test_acc_{dataset}")
-            if sub["backward_ratio"].notna().any():
-                w.figure(s, figures.grid_heatmap(sub, "backward_ratio", f"{dataset}: backward time / dropout's over depth x width", frames.grid,
-                                                 fmt=".2f", colorscale="RdYlGn_r"), f"heatmap_backward_ratio_{dataset}")
-            else:
-                s.add_text(f"{dataset}: no heatmap of the backward-time ratio to dropout yet: it needs dropout runs of "
-                           "the architectures the other methods ran on.", "problems")
-    return s
-
-
-def arch_section(frames: Frames, w: Writer, dataset: str, arch: str, colors: dict[str, str]) -> Section:
-    numbers = th.table_numbers(frames.reference).get((dataset, arch), {})
-    s = Section(f"{dataset}-{arch}", f"{dataset} {arch}")
-    acc = frames.accuracy[(frames.accuracy["dataset"] == dataset) & (frames.accuracy["arch"] == arch)]
-    times = frames.times[(frames.times["dataset"] == dataset) & (frames.times["arch"] == arch)]
-    acc_title = f"Accuracy, {dataset} {arch}" + (f" (thesis Table {numbers['accuracy']})" if "accuracy" in numbers else "")
-    time_title = f"Backpropagation time, {dataset} {arch}" + (f" (thesis Table {numbers['time']})" if "time" in numbers else "")
-    w.table(s, tables.accuracy_table(acc, frames.grid), f"{dataset}_{arch}_accuracy", acc_title)
-    for note in sorted(set(acc["note"].dropna()) - {""}):
-        s.add_text(f"Thesis values: {note}.")
-    w.table(s, tables.time_table(times, frames.grid), f"{dataset}_{arch}_time", time_title)
-    have = acc[acc["n_seeds"] > 0]
-    if len(have) and not set(frames.grid.time_baselines) & set(have["method_tag"]):
-        s.add_text("No ratio to dropout here: this architecture has no completed dropout run (the baseline) yet.", "problems")
-    curves = frames.curves[(frames.curves["dataset"] == dataset) & (frames.curves["arch"] == arch)]
-    if curves.empty:
-        s.add_text("No completed runs for this architecture yet: figures appear once there are.")
-        return s
-    w.figure(s, figures.accuracy_curves(curves, colors, f"{dataset} {arch}: accuracy per epoch (mean, 95% CI band)", frames.grid), f"{dataset}_{arch}_accuracy")
-    w.figure(s, figures.backward_bars(times, colors, f"{dataset} {arch}: backpropagation time", frames.grid), f"{dataset}_{arch}_time")
-    return s
-
-
-def readings_display(table: pd.DataFrame, epoch: str) -> pd.DataFrame:
-    t = table[table["epoch"] == epoch].sort_values(["method", "agree_test", "mean_abs_diff_test"], ascending=[True, False, True])
-    pts = lambda v: f"{100 * v:.2f}"  # noqa: E731
-    return pd.DataFrame({
-        "Method": t["method"], "Reading (run tag)": t["reading"] + t["default"].map({True: " (default)", False: ""}),
-        "Cells": t["cells"], "Seeds": t["seeds"],
-        "Agree, val": [f"{a} of {c}" for a, c in zip(t["agree_val"], t["cells"])],
-        "Agree, test": [f"{a} of {c}" for a, c in zip(t["agree_test"], t["cells"])],
-        "Within 1 pt, val / test": [f"{a} / {b}" for a, b in zip(t["within_val"], t["within_test"])],
-        "Mean |diff| val (pts)": t["mean_abs_diff_val"].map(pts), "Mean |diff| test (pts)": t["mean_abs_diff_test"].map(pts),
-        "Mean diff test (pts)": t["mean_diff_test"].map(lambda v: f"{100 * v:+.2f}"),
-    })
-
-
-def readings_section(frames: Frames, w: Writer) -> Section | None:
-    """The readings page: agreement with the thesis per reading over the panel, and its claims."""
-    table = frames.readings
-    if table.empty or table["reading"].nunique() <= len(thesis_grid.METHODS):
-        return None
-    s = Section("readings", "Readings: which reading of the thesis' open points reproduces it")
-    s.add_text(f"Over the readings panel ({', '.join(thesis_grid.PANEL)}; python -m asym_sweep --multirun +experiment=readings). "
-               "A cell agrees when |ours - thesis| <= 1 point or the thesis' value lies inside our 95% CI. "
-               "Each reading is one run tag; docs/methods.md says what each computes.")
-    for epoch, what in (("final", "the final epoch"), ("best_val", "the epoch of best validation accuracy"),
-                        ("best_each", "the best validation and the best test accuracy over the epochs")):
-        w.table(s, readings_display(table, epoch), f"readings_{epoch}", f"Agreement with the thesis per reading, reporting {what}")
-    # While the panel's later seeds run, its first seed already covers more cells: shown apart,
-    # never merged with the 3-seed figures (a single seed has no CI; it agrees within 1 pt only).
-    first = rd.reading_table(frames.collection.runs, frames.reference, frames.grid, seeds=1)
-    first = first[first["epoch"] == "final"] if not first.empty else first
-    if not first.empty and first["cells"].max() > table[table["epoch"] == "final"]["cells"].max():
-        w.table(s, readings_display(first, "final"), "readings_first_seed",
-                "The same on seed 0 alone (final epoch), over every cell where all of a method's readings have it: "
-                "the panel's other seeds are not all in yet")
-    # Readings with every seed on every panel cell, on all six: the contenders, whose later seeds the
-    # background sweep runs first, compared on the whole panel before the far-off readings finish.
-    whole = rd.reading_table(frames.collection.runs, frames.reference, frames.grid, cells="panel")
-    whole = whole[whole["epoch"] == "final"] if not whole.empty else whole
-    if not whole.empty and rd.covers_more(whole, table[table["epoch"] == "final"]):
-        w.table(s, readings_display(whole, "final"), "readings_whole_panel",
-                f"The readings with all {thesis_grid.PANEL_SEEDS} seeds on every panel cell, over all {len(thesis_grid.PANEL)} cells (final epoch): "
-                "the other readings are still running")
-    for label, choice in (("today's defaults", {m: frames.grid.tags[m] for m in thesis_grid.METHODS}),
-                          ("the best-agreeing reading of each method", rd.best_readings(table, "final"))):
-        claims = rd.claims(frames.collection.runs, frames.reference, frames.grid, choice, "final")
-        if not claims.empty:
-            w.table(s, claims.rename(columns=str.capitalize), f"readings_claims_{'defaults' if 'default' in label else 'best'}",
-                    f"The thesis' claims on the panel with {label}: " + ", ".join(f"{m} {t}" for m, t in choice.items()))
-    return s
-
-
-COMPARISON_FIGURE = "comparison"  # ours against the thesis per cell: the page's one PNG (and the README's)
 
 
 def export_static(figs: dict[str, go.Figure], folder: Path) -> str:
@@ -405,7 +121,7 @@ def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool
     n_failed = int((runs["status"] == "failed").sum())
     coverage = coverage_lines(frames.summary, seeds, frames.grid)
     intro = [f"Runs root: {runs_root}. {n_completed} completed runs, {n_failed} failed, {len(frames.collection.in_progress)} in progress.",
-             "Accuracy: final-epoch mean over seeds with a Student-t 95% CI. Time: backward seconds per run and their ratio to "
+             f"Accuracy: each run reports {EPOCH_WORDS[frames.epoch]}; the mean over seeds, with a Student-t 95% CI. Time: backward seconds per run and their ratio to "
              "symmetric dropout on the same architecture (absolute times from different machines do not compare)."]
     static_msg = export_static(w.figures, root / "figures") if static else "static PNG/SVG export not requested"
     index = root / "index.html"

@@ -1,0 +1,37 @@
+"""The data every report page is made from, computed once from the collected runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from asym_sweep.grid import ThesisGrid
+from asym_sweep.report import readings as rd
+from asym_sweep.report import thesis as th
+from asym_sweep.report.aggregate import epoch_curves, summarize
+from asym_sweep.report.collect import Collection
+
+
+@dataclass
+class Frames:
+    """Everything the pages are made from."""
+
+    grid: ThesisGrid
+    collection: Collection
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    accuracy: pd.DataFrame
+    times: pd.DataFrame
+    reduction: pd.DataFrame
+    reference: pd.DataFrame
+    readings: pd.DataFrame  # `readings.reading_table` of the runs: the readings page and the answer's ruled-out line
+    epoch: str = "final"  # which epoch a run reports (`aggregate.summarize`): final, best_val or best_each
+
+
+def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final") -> Frames:
+    summary = summarize(collection.runs, grid.time_baselines, epoch)
+    reference = th.load_reference(grid)
+    times = th.time_comparison(summary, reference, grid)
+    return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
+                  times, th.time_reduction_summary(times), reference, rd.reading_table(collection.runs, reference, grid), epoch)
