@@ -2,7 +2,7 @@
 
 Everything is built in a temporary folder beside the output folder and moved
 into place at the end, so an interrupted build leaves the previous report
-intact and never a half-written one. The page's content is `sections`', its data `frames`'.
+intact and never a half-written one. The page's content comes from `sections`, its data from `frames`.
 """
 
 from __future__ import annotations
