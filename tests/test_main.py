@@ -185,8 +185,11 @@ def start_slow_run(data: Path, runs: Path, cwd: Path, *extra: str, new_session: 
     env.pop("ASYM_SWEEP_LAUNCH", None)
     flags = [a for a in extra if a.startswith("-")]  # Hydra wants --multirun before overrides
     extra = tuple(a for a in extra if not a.startswith("-"))
+    # SIGINT as a terminal's child has it: a shell's background job (`cmd &`, as a CI runner may
+    # start the tests) inherits it ignored, and Python then installs no KeyboardInterrupt handler.
     return subprocess.Popen([sys.executable, "-m", "asym_sweep", *flags, *small_overrides(data, runs, **SLOW), *extra], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=new_session)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=new_session,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def stop_when(proc: subprocess.Popen, ready, what: str) -> None:
