@@ -50,7 +50,11 @@ report: setup  ## the published runs (results/) and yours (RUNS) beside the thes
 publish: setup  ## copy the finished grid and readings runs of RUNS into results/ (records only; never replaces one)
 	$(PY) scripts/publish_results.py --runs $(RUNS)
 
-figure: report  ## the report's comparison figure into docs/figures/ (the README's image)
+figure:  ## the report's comparison figure into docs/figures/ (the README's image; installs chromium where it can)
+	@sh scripts/ensure_chromium.sh
+	@rm -f $(REPORT)/figures/comparison.png
+	$(MAKE) --no-print-directory report
+	@test -f $(REPORT)/figures/comparison.png || { echo "make figure: no static figure was exported (chromium missing); install chromium and run it again"; exit 1; }
 	mkdir -p docs/figures && cp $(REPORT)/figures/comparison.png docs/figures/comparison.png
 
 bench: setup  ## benchmark the backward rules against dense, nn.Linear and meProp's technique (the sweep's time: make projection)
