@@ -35,7 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
+from asym_sweep import native
 from asym_sweep.allocator import keep_freed_memory
+from asym_sweep.data import DataError, load_splits
 from asym_sweep.grid import method_from_conf
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import build_mlp, parse_arch
@@ -201,7 +203,7 @@ def make_case(arch: str, method: str, scope: str, batch: int, device: torch.devi
         model = build_mlp(a, bound_rules(method, a.depth + 1), seed=seed).to(device).train()
     else:
         spec = method_spec(method, scope, k)
-        # As train.run builds it: the inputs (torch.rand, like the [0, 1] pixels) are non-negative.
+        # As train.run builds it: the inputs (pixels in [0, 1], `measure`) are non-negative.
         model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed, nonnegative_pixels=True).to(device).train()
     optimizer = make_adam(model.parameters())
     # Set up exactly as train.run does.
@@ -271,9 +273,27 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(values), q[2]
 
 
-def measure(cases: list[Case], device: torch.device, warmup: int, rounds: int, seed: int, progress: bool) -> None:
+def pixel_source(choice: str, largest_batch: int) -> tuple[torch.Tensor | None, str]:
+    """The first training images of Fashion-MNIST where ``choice`` allows and they are found
+    (as training finds them: ASYM_SWEEP_DATA, torchvision's or Debian's layout), else None."""
+    if choice == "synthetic":
+        return None, "synthetic pixels (256 levels, uniform)"
+    try:
+        splits = load_splits("fashion_mnist", None, train_limit=largest_batch)
+    except DataError as err:
+        if choice == "dataset":
+            raise
+        return None, f"synthetic pixels (256 levels, uniform; no dataset: {str(err).splitlines()[0][:80]})"
+    return splits.train_x, f"Fashion-MNIST's first training images ({splits.source})"
+
+
+def measure(cases: list[Case], device: torch.device, warmup: int, rounds: int, seed: int, progress: bool,
+            images: torch.Tensor | None = None) -> None:
     gen = torch.Generator().manual_seed(seed)
-    batches = {b: (torch.rand(b, 784, generator=gen).to(device), torch.randint(0, 10, (b,), generator=gen).to(device))
+    # Pixels in 256 levels, as the datasets store them (real images where given): per-example
+    # selection of the input meets ties at its k-th value, as in training; torch.rand has none.
+    batches = {b: ((images[:b] if images is not None else torch.randint(0, 256, (b, 784), generator=gen) / 255).to(device),
+                   torch.randint(0, 10, (b,), generator=gen).to(device))
                for b in {c.batch for c in cases}}
     sync = device_sync(device)
     order = random.Random(seed)
@@ -351,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="wrap every model in torch.compile (default inductor backend)")
     p.add_argument("--bounds", action="store_true",
                    help="also measure topk-floor and topk-products, lower bounds of top-k's backward (not training methods)")
+    p.add_argument("--pixels", choices=["auto", "dataset", "synthetic"], default="auto",
+                   help="the input batch: Fashion-MNIST's first training images (dataset), 256-level uniform noise "
+                        "(synthetic), or the images where found (auto)")
     p.add_argument("--out", default="outputs/bench", help="folder for the JSON result (a new file each run)")
     args = p.parse_args(argv)
     if args.bounds:
@@ -369,22 +392,24 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("rounds", "warmup", "threads"):
             if getattr(args, name) < (0 if name == "warmup" else 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'warmup' else 1}")
-    except (ValueError, FileNotFoundError) as err:
-        print(f"bench: error: {err}", file=sys.stderr)
+        images, pixels = pixel_source(args.pixels, max(args.batch))
+    except (ValueError, FileNotFoundError, DataError) as err:
+        print(f"bench: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     heap_kept = False if args.default_malloc else keep_freed_memory()
     cases = [make_case(a, m, s, b, device, args.seed, args.compile, args.k) for a in args.archs for b in args.batch for s in args.scopes
              for m in args.methods if not (s == "sample" and m in ("dense", "dropout", "meprop", *PLAIN, *BOUNDS))]
-    measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty())
+    measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty(), images=images)
     rows = summarise(cases)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
     machine += ", malloc keeps freed memory" if heap_kept else ", default malloc"
-    print(f"# {machine}; medians of {args.rounds} interleaved steps after {args.warmup} warm-up")
+    machine += ", compiled row top-k" if native.helper() is not None else ", row top-k on torch.topk"
+    print(f"# {machine}; {pixels}; medians of {args.rounds} interleaved steps after {args.warmup} warm-up")
     print(render(rows))
-    result: dict[str, object] = {"machine": machine, "host": platform.node(), "args": vars(args), "rows": rows,
+    result: dict[str, object] = {"machine": machine, "pixels": pixels, "host": platform.node(), "args": vars(args), "rows": rows,
                                  "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

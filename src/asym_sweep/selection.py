@@ -9,10 +9,13 @@ skips ``abs``: the same order and the same selected values, one elementwise pass
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
+
+from asym_sweep import native
 
 # Non-negative IEEE floats order exactly as their bit patterns read as signed integers
 # of the same width (+0 lowest, NaN above +inf, as topk ranks NaN), and torch.topk runs
@@ -48,11 +51,55 @@ def magnitude_keys(v: Tensor, nonnegative: bool = False) -> Tensor:
 
 
 def topk_rows(v: Tensor, k: int, nonnegative: bool = False) -> Tensor:
-    """Keep the ``k`` largest-magnitude entries of every row of ``v``, zero the rest."""
+    """Keep the ``k`` largest-magnitude entries of every row of ``v``, zero the rest.
+
+    Float32 matrices go to the compiled helper where it could be built (`native`): the same
+    entries as `topk_rows_torch` keeps, ties included, at a fraction of torch.topk's cost per
+    row (docs/performance.md). Rows whose tie the helper leaves go to torch."""
     if k >= v.shape[-1]:
         return v
+    found = native.helper() if native.applies(v) else None
+    if found is None:
+        return topk_rows_torch(v, k, nonnegative)
+    # Rows that tie at the k-th key cost the helper what they cost torch (the same algorithm
+    # decides them), but torch spreads its rows over its threads and the helper runs on one:
+    # with more than one thread, tied rows go to torch (quantised pixels on 2 threads: about
+    # 0.17 ms a batch of 50 against 0.34).
+    resolve = native_ties_agree() and torch.get_num_threads() == 1
+    out, left = native.row_topk(found, v, k, nonnegative, resolve_ties=resolve)
+    if left.numel() == len(v):
+        return topk_rows_torch(v, k, nonnegative)
+    if left.numel():
+        out.index_copy_(0, left, topk_rows_torch(v.index_select(0, left), k, nonnegative))
+    return out
+
+
+def topk_rows_torch(v: Tensor, k: int, nonnegative: bool = False) -> Tensor:
+    """`topk_rows` on torch.topk: the reference the compiled helper keeps to (k < width)."""
     idx = magnitude_keys(v, nonnegative).topk(k, dim=-1, sorted=False).indices
     return torch.zeros_like(v).scatter_(-1, idx, v.gather(-1, idx))
+
+
+@functools.cache
+def native_ties_agree() -> bool:
+    """Whether the helper's tie resolution keeps what torch.topk keeps here, on rows full of ties.
+
+    Which of several tied entries torch keeps is fixed by its algorithm (std::nth_element, or
+    std::partial_sort for small k, on (key, index) pairs); the helper runs the same calls, but
+    compiled from this machine's C++ library, not torch's. Checked once per process on
+    quantised rows (pixels tie the same way); where they disagree, tied rows go to torch."""
+    found = native.helper()
+    if found is None:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    for n, k in ((784, 200), (1024, 200), (1024, 10), (300, 170), (64, 1)):
+        for nonnegative in (True, False):
+            levels = torch.randint(-8, 9, (64, n), generator=gen).float() / 8
+            v = levels.abs() if nonnegative else levels
+            got, _ = native.row_topk(found, v, k, nonnegative, resolve_ties=True)
+            if not torch.equal(got, topk_rows_torch(v, k, nonnegative)):
+                return False
+    return True
 
 
 def topk_columns(v: Tensor, k: int, nonnegative: bool = False) -> Tensor | None:

@@ -26,13 +26,14 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from asym_sweep import provenance, records, resources
+from asym_sweep import native, provenance, records, resources
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import MLP, Arch, build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
+from asym_sweep.selection import native_ties_agree
 from asym_sweep.progress import RUN_LOGGER, RunProgress, progress_enabled
 from asym_sweep.timing import PHASES, Timers, device_sync
 
@@ -271,13 +272,17 @@ class Machine:
     loadavg_start: list[float] | None
     load: resources.LoadMeter
     heap_kept: bool
+    compiled_row_topk: bool
 
 
 def claim_machine(choice: resources.ThreadChoice) -> Machine:
-    """Set the torch threads and the allocator; start measuring the load beside the run."""
-    started, loadavg, load = time.time(), resources.load_average(), resources.LoadMeter()
+    """Set the torch threads and the allocator; load (building if need be) the compiled
+    row-wise top-k now, so that neither its build nor its check of ties lands in a timed step;
+    start measuring the load beside the run."""
     torch.set_num_threads(choice.threads)
-    return Machine(choice, started, loadavg, load, keep_freed_memory())
+    compiled = native_ties_agree() or native.helper() is not None
+    started, loadavg, load = time.time(), resources.load_average(), resources.LoadMeter()
+    return Machine(choice, started, loadavg, load, keep_freed_memory(), compiled)
 
 
 def result_record(t: Training, machine: Machine) -> dict[str, Any]:
@@ -339,6 +344,9 @@ def result_record(t: Training, machine: Machine) -> dict[str, Any]:
             "other_busy_cores": machine.load.read(),
             **provenance.source_revision(),
             "malloc_keeps_freed_memory": machine.heap_kept,
+            # Row-wise top-k on the compiled helper or on torch.topk: the same selections, not
+            # the same select_s/backward_s (docs/performance.md).
+            "compiled_row_topk": machine.compiled_row_topk,
             "host": platform.node(),
             # A VM keeps its host name when it moves to another CPU: the timing's machine(s).
             "cpu": run_cpus(t.history),

@@ -1,0 +1,122 @@
+"""The compiled helper: building `rowtopk.cpp` once per machine, loading it, and calling it.
+
+torch's CPU top-k was the cost of per-example selection (docs/performance.md, "Per-example
+input selection"); the helper selects the same entries faster. It is optional: where no C++
+compiler is found, the build fails, or ``ASYM_SWEEP_NATIVE=0`` is set, `helper` returns None
+and `selection.topk_rows` runs torch.topk, which keeps the same entries (tests/test_native.py).
+
+The library is built with the compiler found as ``$CXX`` or ``c++``/``g++`` into
+``$XDG_CACHE_HOME/asym_sweep`` (``~/.cache/asym_sweep``), named by a hash of the source and the
+compiler, and written under a temporary name first, so parallel jobs never load half a file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("rowtopk.cpp")
+DISABLE_ENV = "ASYM_SWEEP_NATIVE"
+
+
+@dataclass(frozen=True)
+class Helper:
+    """The loaded library and where it was built."""
+
+    lib: ctypes.CDLL
+    path: Path
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "asym_sweep"
+
+
+def find_compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _compiler_id(compiler: str) -> str:
+    done = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30)
+    return done.stdout.splitlines()[0] if done.returncode == 0 and done.stdout else compiler
+
+
+def library_path(compiler: str) -> Path:
+    digest = hashlib.sha256(SOURCE.read_bytes() + _compiler_id(compiler).encode() + platform.machine().encode())
+    return cache_dir() / f"rowtopk-{digest.hexdigest()[:16]}.so"
+
+
+def build(compiler: str, target: Path) -> None:
+    """Compile `SOURCE` into ``target`` (portable flags: the host under a VM changes)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        partial = Path(tmp) / target.name
+        cmd = [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-o", str(partial), str(SOURCE)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise OSError(f"{' '.join(cmd)} failed: {done.stderr.strip()[:500]}")
+        os.replace(partial, target)
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    fn = lib.asym_topk_rows_f32
+    i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
+    fn.argtypes = [ptr, ptr, i64, i64, i64, i32, i32, ptr]
+    fn.restype = i64
+
+
+@functools.cache
+def helper() -> Helper | None:
+    """The helper, built if need be; None where it cannot be had (logged once, at INFO)."""
+    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    compiler = find_compiler()
+    if compiler is None:
+        log.info("no C++ compiler found: row-wise top-k runs on torch.topk (same selection, slower)")
+        return None
+    try:
+        path = library_path(compiler)
+        if not path.exists():
+            build(compiler, path)
+        lib = ctypes.CDLL(str(path))
+        _declare(lib)
+    except (OSError, subprocess.SubprocessError) as err:
+        log.info("compiled row-wise top-k unavailable (%s): torch.topk runs instead (same selection, slower)", err)
+        return None
+    return Helper(lib=lib, path=path)
+
+
+def applies(v: Tensor) -> bool:
+    """Whether the helper can take ``v``: a non-empty contiguous float32 CPU matrix outside autograd."""
+    return (v.device.type == "cpu" and v.dtype == torch.float32 and v.dim() == 2 and v.is_contiguous()
+            and v.shape[0] > 0 and not (v.requires_grad and torch.is_grad_enabled()))
+
+
+def row_topk(found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: bool) -> tuple[Tensor, Tensor]:
+    """``v`` (one that `applies`) with all but the k largest-key entries of each row zeroed
+    (1 <= k < width; keys as in `rowtopk.cpp`), and the indices of the rows it left unwritten
+    for the caller: none when ``resolve_ties``, else the first row with a tie at the k-th key
+    (other than among zeros) and all rows after it."""
+    rows, n = v.shape
+    out = torch.empty_like(v)
+    left = torch.empty(rows, dtype=torch.int64)
+    n_left = found.lib.asym_topk_rows_f32(v.data_ptr(), out.data_ptr(), rows, n, k, int(nonnegative),
+                                          int(resolve_ties), left.data_ptr())
+    return out, left[:n_left]

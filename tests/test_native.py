@@ -1,0 +1,169 @@
+"""The compiled row-wise top-k (native.py, rowtopk.cpp) keeps exactly what torch.topk keeps.
+
+Exactly, ties included: a sweep must give the same numbers whether or not a compiler was
+found, and the published runs were made on torch.topk."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from asym_sweep import native, selection
+from asym_sweep.sparse import sparse_linear
+
+
+@pytest.fixture
+def helper() -> native.Helper:
+    found = native.helper()
+    if found is None:
+        pytest.skip("no C++ compiler on this machine: the torch path is all there is")
+    return found
+
+
+def _pixels(rows: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Quantised like the datasets' pixels: ties at the k-th value in nearly every row."""
+    return torch.randint(0, 256, (rows, n), generator=gen) / 255
+
+
+def _special(rows: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    v = torch.randn(rows, n, generator=gen)
+    v[v.abs() < 0.5] = 0.0
+    v[:, ::7] = -0.0
+    v[0, 0], v[-1, -1], v[-1, 0] = float("nan"), float("inf"), -float("inf")
+    return v
+
+
+KINDS = {
+    "signed": (lambda r, n, g: torch.randn(r, n, generator=g), (False,)),
+    "relu": (lambda r, n, g: torch.randn(r, n, generator=g).relu(), (True, False)),
+    "pixels": (_pixels, (True, False)),
+    "mostly_zero": (lambda r, n, g: torch.zeros(r, n).index_fill_(1, torch.tensor([0, n // 2]), 1.5), (True, False)),
+    "special": (_special, (False,)),
+}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0)) and torch.equal(a.isnan(), b.isnan())
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("n,k", [(2, 1), (5, 4), (40, 1), (64, 1), (300, 170), (784, 200), (1024, 10), (1024, 200), (1024, 1023)])
+def test_helper_keeps_what_torch_keeps(helper, kind, n, k):
+    make, signs = KINDS[kind]
+    v = make(33, n, torch.Generator().manual_seed(n * 7 + k))
+    for nonnegative in signs:
+        expected = selection.topk_rows_torch(v, k, nonnegative)
+        got, left = native.row_topk(helper, v, k, nonnegative, resolve_ties=True)
+        assert left.numel() == 0
+        assert _same(got, expected), (kind, n, k, nonnegative)
+        # Through the public helper, which takes the same path here.
+        assert _same(selection.topk_rows(v, k, nonnegative), expected)
+
+
+@pytest.mark.parametrize("rows,n,k,kind", [(170, 1024, 170, "signed"), (500, 784, 200, "pixels"), (50, 1024, 200, "relu")])
+def test_helper_keeps_what_torch_keeps_at_the_sweeps_shapes(helper, rows, n, k, kind):
+    """Complete's W~ block, a large batch of pixels, a hidden layer's input."""
+    make, signs = KINDS[kind]
+    v = make(rows, n, torch.Generator().manual_seed(rows))
+    for nonnegative in signs:
+        assert _same(selection.topk_rows(v, k, nonnegative), selection.topk_rows_torch(v, k, nonnegative))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_rows_left_to_torch_start_at_the_first_nonzero_tie_at_the_kth_key(helper, kind):
+    make, signs = KINDS[kind]
+    v = make(40, 300, torch.Generator().manual_seed(3))
+    k = 120
+    for nonnegative in signs:
+        got, left = native.row_topk(helper, v, k, nonnegative, resolve_ties=False)
+        keys = selection.magnitude_keys(v, nonnegative).long()
+        kth = keys.topk(k, dim=1).values[:, -1:]
+        ties = ((keys > kth).sum(1) + (keys == kth).sum(1) > k)
+        zero_kth = v.gather(1, (keys == kth).long().argmax(1, keepdim=True)).squeeze(1) == 0
+        tied = torch.nonzero(ties & ~zero_kth).flatten().tolist()
+        assert left.tolist() == (list(range(tied[0], 40)) if tied else [])
+        done = torch.ones(40, dtype=torch.bool).index_fill_(0, left, False)
+        assert _same(got[done], selection.topk_rows_torch(v, k, nonnegative)[done])
+    if kind == "pixels":
+        assert left.numel() > 0  # the quantised rows do tie, so the branch above was tested
+
+
+def test_ties_resolve_as_torch_does_here(helper):
+    """The load-time check passes on this machine (else tied rows would go to torch: slower)."""
+    assert selection.native_ties_agree()
+
+
+def test_inputs_the_helper_does_not_take_go_to_torch(helper):
+    gen = torch.Generator().manual_seed(5)
+    base = torch.randn(6, 20, generator=gen)
+    others = {
+        "float64": base.double(),
+        "non-contiguous": torch.randn(20, 6, generator=gen).t(),
+        "3-d": base.reshape(2, 3, 20),
+        "empty": base[:0],
+    }
+    for name, v in others.items():
+        assert not native.applies(v), name
+        assert torch.equal(selection.topk_rows(v, 5), selection.topk_rows_torch(v, 5)), name
+    tracked = base.clone().requires_grad_()
+    assert not native.applies(tracked) and native.applies(tracked.detach())
+    with torch.no_grad():
+        assert native.applies(tracked)
+
+
+def _fake_compiler(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "fake-c++"
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_a_failing_compiler_leaves_torch_in_charge(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "find_compiler", lambda: _fake_compiler(tmp_path, 'echo "no such flag" >&2; exit 1'))
+    with caplog.at_level("INFO", logger="asym_sweep.native"):
+        assert native.helper.__wrapped__() is None
+    assert "torch.topk runs instead" in caplog.text and "no such flag" in caplog.text
+    # Nothing half-built is left where a later process would load it.
+    assert not list((tmp_path / "cache" / "asym_sweep").glob("*.so"))
+
+
+@pytest.mark.parametrize("value", ["0", "off"])
+def test_the_helper_can_be_switched_off(monkeypatch, value):
+    monkeypatch.setenv(native.DISABLE_ENV, value)
+    assert native.helper.__wrapped__() is None
+
+
+def test_the_build_is_cached_by_source_and_compiler(helper, tmp_path, monkeypatch):
+    compiler = native.find_compiler()
+    assert compiler is not None and helper.path == native.library_path(compiler) and helper.path.exists()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert native.library_path(compiler).parent == tmp_path / "asym_sweep"
+    assert native.library_path(compiler).name == helper.path.name
+
+
+@pytest.mark.parametrize("method,params", [("partial", {"k1": 3, "k2": 5, "x_scope": "sample"}),
+                                           ("partial", {"k1": 3, "k2": 5, "scope": "sample"}),
+                                           ("complete", {"k": 4}), ("complete", {"k": 4, "scope": "sample"}),
+                                           ("topk", {"k": 3, "scope": "sample"})])
+def test_rules_give_the_same_gradients_with_and_without_the_helper(helper, monkeypatch, method, params):
+    gen = torch.Generator().manual_seed(11)
+    x = (torch.randint(0, 256, (16, 24), generator=gen) / 255).requires_grad_()  # ties, as pixels
+    w = torch.randn(12, 24, generator=gen).requires_grad_()
+    b = torch.randn(12, generator=gen).requires_grad_()
+    g = torch.randn(16, 12, generator=gen)
+
+    def grads() -> list[torch.Tensor]:
+        for t in (x, w, b):
+            t.grad = None
+        sparse_linear(x, w, b, method=method, **{"scope": "batch", **params}).backward(g)
+        return [x.grad.clone(), w.grad.clone(), b.grad.clone()]
+
+    with_helper = grads()
+    monkeypatch.setattr(native, "helper", lambda: None)
+    without = grads()
+    for a, c in zip(with_helper, without):
+        assert torch.equal(a, c)
