@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from helpers import load_script
 
@@ -89,3 +90,28 @@ def test_a_reading_is_benched_with_its_parameters(tmp_path):
                        "--threads", "1", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("bench-*.json")
     assert [r["method"] for r in json.loads(path.read_text())["rows"]] == ["partial", "partial:x_scope=sample"]
+
+
+def test_pixels_come_from_the_dataset_or_say_they_are_synthetic(tmp_path, monkeypatch, capsys):
+    bench = load_script("bench_backward")
+    args = ["--archs", "l1-64", "--methods", "partial", "--warmup", "1", "--rounds", "2", "--threads", "1", "--out", str(tmp_path)]
+    monkeypatch.setenv("ASYM_SWEEP_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(bench, "load_splits", lambda *a, **k: (_ for _ in ()).throw(bench.DataError("Fashion-MNIST not found")))
+    assert bench.main([*args, "--pixels", "dataset"]) == 2
+    assert capsys.readouterr().err.strip() == "bench: error: Fashion-MNIST not found"
+    assert not list(tmp_path.glob("bench-*.json"))
+    assert bench.main(args) == 0
+    assert "synthetic pixels (256 levels, uniform; no dataset: Fashion-MNIST not found)" in capsys.readouterr().out
+    (path,) = tmp_path.glob("bench-*.json")
+    assert json.loads(path.read_text())["pixels"].startswith("synthetic")
+
+
+def test_dataset_pixels_are_the_first_training_images():
+    bench = load_script("bench_backward")
+    try:
+        images, label = bench.pixel_source("dataset", 7)
+    except bench.DataError:
+        pytest.skip("Fashion-MNIST not found: set ASYM_SWEEP_DATA to its folder to run this test")
+    assert images.shape[1] == 784 and len(images) >= 7 and label.startswith("Fashion-MNIST's first training images")
+    levels = images[:7] * 255
+    assert torch.equal(levels, levels.round()) and float(images.max()) <= 1.0
