@@ -185,6 +185,7 @@ def test_published_and_your_runs_are_never_pooled(tmp_path: Path) -> None:
     assert sorted(runs["source"].value_counts().items()) == [("published", 2), ("yours", 3)]
     index = (out / "index.html").read_text()
     assert "2 completed runs published (results/)" in index and "3 completed runs yours" in index
+    assert f"Runs read from {published} and {yours}. 5 completed runs" in index
 
 
 def test_the_first_page_answers_claim_by_claim(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, l
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        report = _write(frames, staging, runs_root, seeds, static, log)
+        report = _write(frames, staging, roots, seeds, static, log)
         _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -90,7 +90,7 @@ def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, l
     return report
 
 
-def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool, log: Callable[[str], None]) -> Report:
+def _write(frames: Frames, root: Path, roots: list[Path], seeds: int, static: bool, log: Callable[[str], None]) -> Report:
     w = Writer(root)
     runs = frames.collection.runs
     data = Section("data", "Data files")
@@ -120,7 +120,8 @@ def _write(frames: Frames, root: Path, runs_root: Path, seeds: int, static: bool
     n_completed = int((runs["status"] == "completed").sum())
     n_failed = int((runs["status"] == "failed").sum())
     coverage = coverage_lines(frames.summary, seeds, frames.grid)
-    intro = [f"Runs root: {runs_root}. {n_completed} completed runs, {n_failed} failed, {len(frames.collection.in_progress)} in progress.",
+    # Every folder read: the published runs (results/) as well as the user's runs root.
+    intro = [f"Runs read from {' and '.join(map(str, roots))}. {n_completed} completed runs, {n_failed} failed, {len(frames.collection.in_progress)} in progress.",
              f"Accuracy: each run reports {EPOCH_WORDS[frames.epoch]}; the mean over seeds, with a Student-t 95% CI. Time: backward seconds per run and their ratio to "
              "symmetric dropout on the same architecture (absolute times from different machines do not compare)."]
     static_msg = export_static(w.figures, root / "figures") if static else "static PNG/SVG export not requested"

@@ -239,7 +239,7 @@ def readings_section(frames: Frames, w: Writer) -> Section | None:
     if not whole.empty and rd.covers_more(whole, table[table["epoch"] == "final"]):
         w.table(s, readings_display(whole, "final"), "readings_whole_panel",
                 f"The readings with all {thesis_grid.PANEL_SEEDS} seeds on every panel cell, over all {len(thesis_grid.PANEL)} cells (final epoch): "
-                "the other readings are still running")
+                "readings without every seed on every panel cell are left out")
     for label, choice in (("today's defaults", {m: frames.grid.tags[m] for m in thesis_grid.METHODS}),
                           ("the best-agreeing reading of each method", rd.best_readings(table, "final"))):
         claims = rd.claims(frames.collection.runs, frames.reference, frames.grid, choice, "final")
