@@ -72,6 +72,16 @@ def test_helper_keeps_what_torch_keeps_at_the_sweeps_shapes(helper, rows, n, k, 
         assert _same(selection.topk_rows(v, k, nonnegative), selection.topk_rows_torch(v, k, nonnegative))
 
 
+def _nonzero_ties(v: torch.Tensor, k: int, nonnegative: bool) -> list[int]:
+    """The rows whose k-th largest key is shared by more entries than the top k can take,
+    other than zeros (which give the same output whichever are kept)."""
+    keys = selection.magnitude_keys(v, nonnegative).long()
+    kth = keys.topk(k, dim=1).values[:, -1:]
+    ties = (keys > kth).sum(1) + (keys == kth).sum(1) > k
+    zero_kth = v.gather(1, (keys == kth).long().argmax(1, keepdim=True)).squeeze(1) == 0
+    return torch.nonzero(ties & ~zero_kth).flatten().tolist()
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_rows_left_to_torch_start_at_the_first_nonzero_tie_at_the_kth_key(helper, kind):
     make, signs = KINDS[kind]
@@ -79,11 +89,7 @@ def test_rows_left_to_torch_start_at_the_first_nonzero_tie_at_the_kth_key(helper
     k = 120
     for nonnegative in signs:
         got, left = native.row_topk(helper, v, k, nonnegative, resolve_ties=False)
-        keys = selection.magnitude_keys(v, nonnegative).long()
-        kth = keys.topk(k, dim=1).values[:, -1:]
-        ties = ((keys > kth).sum(1) + (keys == kth).sum(1) > k)
-        zero_kth = v.gather(1, (keys == kth).long().argmax(1, keepdim=True)).squeeze(1) == 0
-        tied = torch.nonzero(ties & ~zero_kth).flatten().tolist()
+        tied = _nonzero_ties(v, k, nonnegative)
         assert left.tolist() == (list(range(tied[0], 40)) if tied else [])
         done = torch.ones(40, dtype=torch.bool).index_fill_(0, left, False)
         assert _same(got[done], selection.topk_rows_torch(v, k, nonnegative)[done])
@@ -92,8 +98,35 @@ def test_rows_left_to_torch_start_at_the_first_nonzero_tie_at_the_kth_key(helper
 
 
 def test_ties_resolve_as_torch_does_here(helper):
-    """The load-time check passes on this machine (else tied rows would go to torch: slower)."""
-    assert selection.native_ties_agree()
+    """The load-time check passes on this machine: this C++ library's std::nth_element and
+    std::partial_sort decide ties as torch's do. (Where it fails, tied rows go to torch:
+    the same output, slower; the next test.)"""
+    assert selection.native_ties_agree(), "this machine's C++ library breaks ties unlike torch's build"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tied_rows_go_to_torch_where_the_check_fails_or_threads_are_many(helper, monkeypatch, threads):
+    monkeypatch.setattr(selection, "native_ties_agree", lambda: False)
+    calls: list[int] = []
+    reference = selection.topk_rows_torch
+
+    def counted(v, k, nonnegative=False):
+        calls.append(len(v))
+        return reference(v, k, nonnegative)
+
+    monkeypatch.setattr(selection, "topk_rows_torch", counted)
+    gen = torch.Generator().manual_seed(2)
+    v = torch.cat((torch.randn(5, 300, generator=gen).relu(), _pixels(6, 300, gen)))  # ties among the pixels
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = selection.topk_rows(v, 120, nonnegative=True)
+    finally:
+        torch.set_num_threads(before)
+    tied = _nonzero_ties(v, 120, nonnegative=True)
+    assert tied and tied[0] >= 5
+    assert calls == [len(v) - tied[0]]  # from the first tie on, the rows go to torch
+    assert torch.equal(got, reference(v, 120, nonnegative=True))
 
 
 def test_inputs_the_helper_does_not_take_go_to_torch(helper):
