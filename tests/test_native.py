@@ -200,3 +200,14 @@ def test_rules_give_the_same_gradients_with_and_without_the_helper(helper, monke
     without = grads()
     for a, c in zip(with_helper, without):
         assert torch.equal(a, c)
+
+
+def test_a_damaged_cached_library_is_built_again(helper, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = native.library_path(native.find_compiler())
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a shared library")
+    rebuilt = native.helper.__wrapped__()
+    assert rebuilt is not None and rebuilt.path == path and path.stat().st_size > 1000
+    v = torch.randn(8, 50, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(native.row_topk(rebuilt, v, 9, False, True)[0], selection.topk_rows_torch(v, 9))

@@ -95,7 +95,12 @@ def helper() -> Helper | None:
         path = library_path(compiler)
         if not path.exists():
             build(compiler, path)
-        lib = ctypes.CDLL(str(path))
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            # A cached file that does not load (damaged, another machine's): build it again.
+            build(compiler, path)
+            lib = ctypes.CDLL(str(path))
         _declare(lib)
     except (OSError, subprocess.SubprocessError) as err:
         log.info("compiled row-wise top-k unavailable (%s): torch.topk runs instead (same selection, slower)", err)
