@@ -72,23 +72,43 @@ inline void keep_where(const float* row, float* dst, int64_t n, Kept kept) {
 // The k-th largest key of one row by most-significant-digit radix select (8-bit digits),
 // finished by a sort once 64 or fewer candidates are left. Returns it; *above is how many
 // keys are strictly larger, *equal how many equal it.
-uint32_t kth_largest(const uint32_t* keys, int64_t n, int64_t k, uint32_t* scratch, int64_t* above, int64_t* equal) {
+uint32_t kth_largest(const uint32_t* keys, int64_t n, int64_t k, uint32_t* scratch, uint32_t guess, int64_t* above,
+                     int64_t* equal) {
     const uint32_t* cand = keys;
     int64_t m = n;
     int64_t need = k;  // still to take from the candidates
     int64_t larger = 0;
     for (int shift = 24; shift >= 0 && m > 64; shift -= 8) {
         // Four histograms, summed after: consecutive equal digits (a row's values share a few
-        // exponents) would otherwise serialise on one counter.
+        // exponents) would otherwise serialise on one counter. On the first digit the same
+        // pass also keeps the keys of the bucket the previous row chose (`guess`): rows of one
+        // batch mostly choose the same one, and then the separate pass below is saved.
         uint32_t part[4][256] = {{0}};
         int64_t j4 = 0;
-        for (; j4 + 4 <= m; j4 += 4) {
-            ++part[0][(cand[j4] >> shift) & 0xffu];
-            ++part[1][(cand[j4 + 1] >> shift) & 0xffu];
-            ++part[2][(cand[j4 + 2] >> shift) & 0xffu];
-            ++part[3][(cand[j4 + 3] >> shift) & 0xffu];
+        int64_t guessed = 0;
+        if (shift == 24) {
+            for (; j4 + 4 <= m; j4 += 4) {
+                for (int lane = 0; lane < 4; ++lane) {
+                    const uint32_t key = cand[j4 + lane];
+                    ++part[lane][key >> 24];
+                    scratch[guessed] = key;
+                    guessed += (key >> 24) == guess;
+                }
+            }
+            for (; j4 < m; ++j4) {
+                ++part[0][cand[j4] >> 24];
+                scratch[guessed] = cand[j4];
+                guessed += (cand[j4] >> 24) == guess;
+            }
+        } else {
+            for (; j4 + 4 <= m; j4 += 4) {
+                ++part[0][(cand[j4] >> shift) & 0xffu];
+                ++part[1][(cand[j4 + 1] >> shift) & 0xffu];
+                ++part[2][(cand[j4 + 2] >> shift) & 0xffu];
+                ++part[3][(cand[j4 + 3] >> shift) & 0xffu];
+            }
+            for (; j4 < m; ++j4) ++part[0][(cand[j4] >> shift) & 0xffu];
         }
-        for (; j4 < m; ++j4) ++part[0][(cand[j4] >> shift) & 0xffu];
         uint32_t digit = 255;
         int64_t cum = 0;
         int64_t in_bucket = 0;
@@ -104,9 +124,13 @@ uint32_t kth_largest(const uint32_t* keys, int64_t n, int64_t k, uint32_t* scrat
         // branch: which entries are in it is close to random, and a mispredicted branch per
         // entry cost more than the rest of the select.
         int64_t kept = 0;
-        for (int64_t j = 0; j < m; ++j) {
-            scratch[kept] = cand[j];
-            kept += ((cand[j] >> shift) & 0xffu) == digit;
+        if (shift == 24 && digit == guess) {
+            kept = guessed;
+        } else {
+            for (int64_t j = 0; j < m; ++j) {
+                scratch[kept] = cand[j];
+                kept += ((cand[j] >> shift) & 0xffu) == digit;
+            }
         }
         cand = scratch;
         m = kept;
@@ -149,6 +173,7 @@ int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, 
     // Once a row ties, the rest of the batch is taken to tie too (quantised pixels all do)
     // and goes straight to torch's algorithm, here or the caller's, without the select.
     bool ties_seen = false;
+    uint32_t guess = 256;  // the first digit of the previous row's k-th key (none yet)
     int64_t n_left = 0;
     for (int64_t r = 0; r < rows; ++r) {
         const float* row = v + r * n;
@@ -164,7 +189,8 @@ int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, 
             continue;
         }
         int64_t above = 0, equal = 0;
-        const uint32_t kth = kth_largest(keys.data(), n, k, scratch.data(), &above, &equal);
+        const uint32_t kth = kth_largest(keys.data(), n, k, scratch.data(), guess, &above, &equal);
+        guess = kth >> 24;
         if (above + equal == k || is_zero_key(kth, nonneg)) {
             // Keys >= kth are exactly the k kept (unique k-th), or the kept beyond those
             // above kth are zeros whichever they are (a tie among zeros).
