@@ -176,16 +176,16 @@ int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, 
     uint32_t guess = 256;  // the first digit of the previous row's k-th key (none yet)
     int64_t n_left = 0;
     for (int64_t r = 0; r < rows; ++r) {
+        if (ties_seen && !resolve_ties) {
+            left[n_left++] = r;
+            continue;
+        }
         const float* row = v + r * n;
         float* dst = out + r * n;
         for (int64_t j = 0; j < n; ++j) keys[j] = key_of(row[j], nonneg);
         if (ties_seen) {
-            if (resolve_ties) {
-                torch_order_select(keys.data(), n, k, queue, nonneg, keep.data());
-                keep_where(row, dst, n, [&](int64_t j) { return keep[j] != 0; });
-            } else {
-                left[n_left++] = r;
-            }
+            torch_order_select(keys.data(), n, k, queue, nonneg, keep.data());
+            keep_where(row, dst, n, [&](int64_t j) { return keep[j] != 0; });
             continue;
         }
         int64_t above = 0, equal = 0;

@@ -63,8 +63,8 @@ def topk_rows(v: Tensor, k: int, nonnegative: bool = False) -> Tensor:
         return topk_rows_torch(v, k, nonnegative)
     # Rows that tie at the k-th key cost the helper what they cost torch (the same algorithm
     # decides them), but torch spreads its rows over its threads and the helper runs on one:
-    # with more than one thread, tied rows go to torch (quantised pixels on 2 threads: about
-    # 0.17 ms a batch of 50 against 0.34).
+    # with more than one thread, tied rows go to torch (50 rows of pixels: 0.11-0.18 ms on
+    # torch's 2 threads against the helper's 0.22 on one; scripts/bench_row_topk.py).
     resolve = native_ties_agree() and torch.get_num_threads() == 1
     out, left = native.row_topk(found, v, k, nonnegative, resolve_ties=resolve)
     if left.numel() == len(v):
