@@ -6,8 +6,9 @@ compiler is found, the build fails, or ``ASYM_SWEEP_NATIVE=0`` is set, `helper` 
 and `selection.topk_rows` runs torch.topk, which keeps the same entries (tests/test_native.py).
 
 The library is built with the compiler found as ``$CXX`` or ``c++``/``g++`` into
-``$XDG_CACHE_HOME/asym_sweep`` (``~/.cache/asym_sweep``), named by a hash of the source and the
-compiler, and written under a temporary name first, so parallel jobs never load half a file.
+``$XDG_CACHE_HOME/asym_sweep`` (``~/.cache/asym_sweep``), named by a hash of the source, the
+compiler and its flags, and written under a temporary name first, so parallel jobs never load
+half a file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("rowtopk.cpp")
 DISABLE_ENV = "ASYM_SWEEP_NATIVE"
+# Portable flags (no -march=native): the host under a VM changes, and the cache stays.
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
 
 
 @dataclass(frozen=True)
@@ -59,16 +62,16 @@ def _compiler_id(compiler: str) -> str:
 
 
 def library_path(compiler: str) -> Path:
-    digest = hashlib.sha256(SOURCE.read_bytes() + _compiler_id(compiler).encode() + platform.machine().encode())
-    return cache_dir() / f"rowtopk-{digest.hexdigest()[:16]}.so"
+    named_by = SOURCE.read_bytes() + " ".join([_compiler_id(compiler), *FLAGS, platform.machine()]).encode()
+    return cache_dir() / f"rowtopk-{hashlib.sha256(named_by).hexdigest()[:16]}.so"
 
 
 def build(compiler: str, target: Path) -> None:
-    """Compile `SOURCE` into ``target`` (portable flags: the host under a VM changes)."""
+    """Compile `SOURCE` into ``target`` with `FLAGS`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        cmd = [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-o", str(partial), str(SOURCE)]
+        cmd = [compiler, *FLAGS, "-o", str(partial), str(SOURCE)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise OSError(f"{' '.join(cmd)} failed: {done.stderr.strip()[:500]}")

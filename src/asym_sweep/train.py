@@ -33,8 +33,8 @@ from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import MLP, Arch, build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
-from asym_sweep.selection import native_ties_agree
 from asym_sweep.progress import RUN_LOGGER, RunProgress, progress_enabled
+from asym_sweep.selection import native_ties_agree
 from asym_sweep.timing import PHASES, Timers, device_sync
 
 # Offsets that turn one run seed into three independent streams.
@@ -280,7 +280,8 @@ def claim_machine(choice: resources.ThreadChoice) -> Machine:
     row-wise top-k now, so that neither its build nor its check of ties lands in a timed step;
     start measuring the load beside the run."""
     torch.set_num_threads(choice.threads)
-    compiled = native_ties_agree() or native.helper() is not None
+    compiled = native.helper() is not None
+    native_ties_agree()  # its one-time check, here rather than in the first timed step
     started, loadavg, load = time.time(), resources.load_average(), resources.LoadMeter()
     return Machine(choice, started, loadavg, load, keep_freed_memory(), compiled)
 
