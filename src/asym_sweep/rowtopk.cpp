@@ -162,8 +162,9 @@ extern "C" {
 // For each of `rows` contiguous rows of `n` floats in `v`, write into `out` the row with all
 // but its k largest-key entries set to zero (1 <= k < n). Returns how many rows it left for
 // the caller, their indices in `left` (ascending); those rows of `out` are unspecified.
-// Without `resolve_ties` it leaves the first row whose k-th key ties and every row after it. One thread: splitting the rows over a second one gained nothing
-// inside a training step, where torch's own threads hold the other core.
+// Without `resolve_ties` it leaves the first row whose k-th key ties and every row after it.
+// One thread: splitting the rows over a second one gained nothing inside a training step,
+// where torch's own threads hold the other core.
 int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, int64_t k, int32_t nonnegative,
                            int32_t resolve_ties, int64_t* left) {
     const bool nonneg = nonnegative != 0;
@@ -183,27 +184,25 @@ int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, 
         const float* row = v + r * n;
         float* dst = out + r * n;
         for (int64_t j = 0; j < n; ++j) keys[j] = key_of(row[j], nonneg);
-        if (ties_seen) {
-            torch_order_select(keys.data(), n, k, queue, nonneg, keep.data());
-            keep_where(row, dst, n, [&](int64_t j) { return keep[j] != 0; });
-            continue;
-        }
-        int64_t above = 0, equal = 0;
-        const uint32_t kth = kth_largest(keys.data(), n, k, scratch.data(), guess, &above, &equal);
-        guess = kth >> 24;
-        if (above + equal == k || is_zero_key(kth, nonneg)) {
-            // Keys >= kth are exactly the k kept (unique k-th), or the kept beyond those
-            // above kth are zeros whichever they are (a tie among zeros).
-            const uint32_t lowest = above + equal == k ? kth : kth + 1;
-            keep_where(row, dst, n, [&](int64_t j) { return keys[j] >= lowest; });
-        } else if (resolve_ties) {
+        if (!ties_seen) {
+            int64_t above = 0, equal = 0;
+            const uint32_t kth = kth_largest(keys.data(), n, k, scratch.data(), guess, &above, &equal);
+            guess = kth >> 24;
+            if (above + equal == k || is_zero_key(kth, nonneg)) {
+                // Keys >= kth are exactly the k kept (unique k-th), or the kept beyond those
+                // above kth are zeros whichever they are (a tie among zeros).
+                const uint32_t lowest = above + equal == k ? kth : kth + 1;
+                keep_where(row, dst, n, [&](int64_t j) { return keys[j] >= lowest; });
+                continue;
+            }
             ties_seen = true;
-            torch_order_select(keys.data(), n, k, queue, nonneg, keep.data());
-            keep_where(row, dst, n, [&](int64_t j) { return keep[j] != 0; });
-        } else {
-            ties_seen = true;
-            left[n_left++] = r;
+            if (!resolve_ties) {
+                left[n_left++] = r;
+                continue;
+            }
         }
+        torch_order_select(keys.data(), n, k, queue, nonneg, keep.data());
+        keep_where(row, dst, n, [&](int64_t j) { return keep[j] != 0; });
     }
     return n_left;
 }
