@@ -104,9 +104,8 @@ def test_ties_resolve_as_torch_does_here(helper):
     assert selection.native_ties_agree(), "this machine's C++ library breaks ties unlike torch's build"
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_tied_rows_go_to_torch_where_the_check_fails_or_threads_are_many(helper, monkeypatch, threads):
-    monkeypatch.setattr(selection, "native_ties_agree", lambda: False)
+def _count_torch_calls(monkeypatch) -> tuple[list[int], object]:
+    """Record how many rows each call of selection.topk_rows_torch gets; returns the list and the real one."""
     calls: list[int] = []
     reference = selection.topk_rows_torch
 
@@ -115,6 +114,13 @@ def test_tied_rows_go_to_torch_where_the_check_fails_or_threads_are_many(helper,
         return reference(v, k, nonnegative)
 
     monkeypatch.setattr(selection, "topk_rows_torch", counted)
+    return calls, reference
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tied_rows_go_to_torch_where_the_check_fails(helper, monkeypatch, threads):
+    monkeypatch.setattr(selection, "native_ties_agree", lambda: False)
+    calls, reference = _count_torch_calls(monkeypatch)
     gen = torch.Generator().manual_seed(2)
     v = torch.cat((torch.randn(5, 300, generator=gen).relu(), _pixels(6, 300, gen)))  # ties among the pixels
     before = torch.get_num_threads()
@@ -172,10 +178,11 @@ def test_the_helper_can_be_switched_off(monkeypatch, value):
 
 def test_the_build_is_cached_by_source_and_compiler(helper, tmp_path, monkeypatch):
     compiler = native.find_compiler()
-    assert compiler is not None and helper.path == native.library_path(compiler) and helper.path.exists()
+    assert compiler is not None and helper.path == native.library_path(compiler, helper.flags) and helper.path.exists()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert native.library_path(compiler).parent == tmp_path / "asym_sweep"
-    assert native.library_path(compiler).name == helper.path.name
+    assert native.library_path(compiler, helper.flags).parent == tmp_path / "asym_sweep"
+    assert native.library_path(compiler, helper.flags).name == helper.path.name
+    assert native.library_path(compiler, native.FLAGS) != native.library_path(compiler, native.OPENMP_FLAGS)
 
 
 @pytest.mark.parametrize("method,params", [("partial", {"k1": 3, "k2": 5, "x_scope": "sample"}),
@@ -204,10 +211,96 @@ def test_rules_give_the_same_gradients_with_and_without_the_helper(helper, monke
 
 def test_a_damaged_cached_library_is_built_again(helper, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path = native.library_path(native.find_compiler())
+    path = native.library_path(native.find_compiler(), helper.flags)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a shared library")
     rebuilt = native.helper.__wrapped__()
     assert rebuilt is not None and rebuilt.path == path and path.stat().st_size > 1000
     v = torch.randn(8, 50, generator=torch.Generator().manual_seed(4))
     assert torch.equal(native.row_topk(rebuilt, v, 9, False, True)[0], selection.topk_rows_torch(v, 9))
+
+
+def _with_threads(threads: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return before
+
+
+@pytest.mark.parametrize("rows,n,k,kind", [(500, 784, 200, "pixels"), (50, 784, 200, "pixels"), (50, 1024, 200, "relu"),
+                                           (170, 1024, 170, "signed"), (33, 300, 120, "special"), (3, 4000, 7, "pixels"), (2, 5000, 9, "signed"),
+                                           (40, 300, 120, "mostly_zero")])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_rows_split_over_threads_keep_what_torch_keeps(helper, rows, n, k, kind, threads):
+    """The parallel path (rows split over torch's threads, ties resolved in each part) gives
+    torch's output, also with more threads than cores and for fewer rows than threads."""
+    make, signs = KINDS[kind]
+    v = make(rows, n, torch.Generator().manual_seed(rows + n))
+    before = _with_threads(threads)
+    try:
+        for nonnegative in signs:
+            expected = selection.topk_rows_torch(v, k, nonnegative)
+            got, left = native.row_topk(helper, v, k, nonnegative, resolve_ties=True, n_threads=threads)
+            assert left.numel() == 0 and _same(got, expected), (kind, nonnegative)
+            assert _same(selection.topk_rows(v, k, nonnegative), expected)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("shares", [True, False])
+def test_tied_rows_stay_in_the_helper_only_where_it_runs_on_torchs_threads(helper, monkeypatch, shares):
+    """With 2 threads: tied rows are the helper's when it shares torch's threads, else torch's."""
+    monkeypatch.setattr(selection, "native_ties_agree", lambda: True)
+    monkeypatch.setattr(native, "helper", lambda: native.Helper(helper.lib, helper.path, helper.flags, shares))
+    calls, reference = _count_torch_calls(monkeypatch)
+    v = _pixels(50, 784, torch.Generator().manual_seed(8))
+    before = _with_threads(2)
+    try:
+        got = selection.topk_rows(v, 200, nonnegative=True)
+    finally:
+        torch.set_num_threads(before)
+    tied = _nonzero_ties(v, 200, nonnegative=True)
+    assert calls == ([] if shares else [50 - tied[0]])
+    assert torch.equal(got, reference(v, 200, nonnegative=True))
+
+
+class _FakeOpenMP:
+    """A library whose thread count follows torch's (a shared runtime) or stays put."""
+
+    def __init__(self, follows: bool, fixed: int) -> None:
+        self.follows, self.fixed = follows, fixed
+
+    def asym_openmp_threads(self) -> int:
+        return torch.get_num_threads() if self.follows else self.fixed
+
+
+def test_the_shared_runtime_is_told_by_following_torchs_thread_count():
+    before = torch.get_num_threads()
+    assert native._shares_torch_threads(_FakeOpenMP(True, 0))
+    assert not native._shares_torch_threads(_FakeOpenMP(False, before))  # the same count, but its own
+    assert not native._shares_torch_threads(_FakeOpenMP(False, 0))  # built without OpenMP
+    assert torch.get_num_threads() == before
+
+
+def test_this_build_runs_on_torchs_threads(helper):
+    """Here (Linux, torch's libgomp.so.1 and the compiler's share a name) the helper's OpenMP
+    runtime is torch's; a compiler without OpenMP gives a one-thread helper (next test)."""
+    if "-fopenmp" not in helper.flags:
+        pytest.skip("this compiler built the helper without OpenMP")
+    assert helper.shares_torch_threads and native.threads(helper) == torch.get_num_threads()
+
+
+def test_a_compiler_without_openmp_gives_a_one_thread_helper(helper, tmp_path, monkeypatch):
+    real = native.find_compiler()
+    body = f'for a in "$@"; do [ "$a" = -fopenmp ] && {{ echo "unsupported option -fopenmp" >&2; exit 1; }}; done\nexec {real} "$@"'
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "find_compiler", lambda: _fake_compiler(tmp_path, body))
+    found = native.helper.__wrapped__()
+    assert found is not None and found.flags == native.FLAGS and not found.shares_torch_threads
+    assert native.threads(found) == 1
+    v = _pixels(50, 784, torch.Generator().manual_seed(6))
+    before = _with_threads(2)
+    try:
+        got, left = native.row_topk(found, v, 200, True, resolve_ties=True, n_threads=2)  # serial without OpenMP
+    finally:
+        torch.set_num_threads(before)
+    assert left.numel() == 0 and torch.equal(got, selection.topk_rows_torch(v, 200, True))

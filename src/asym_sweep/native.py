@@ -5,6 +5,11 @@ input selection"); the helper selects the same entries faster. It is optional: w
 compiler is found, the build fails, or ``ASYM_SWEEP_NATIVE=0`` is set, `helper` returns None
 and `selection.topk_rows` runs torch.topk, which keeps the same entries (tests/test_native.py).
 
+It is built with OpenMP where the compiler has it, and then loads into the OpenMP runtime torch
+already runs on (both name it libgomp.so.1): its parallel rows use torch's own worker threads,
+which otherwise spin idle beside it. `Helper.shares_torch_threads` says whether that holds; where
+it does not (no OpenMP, another runtime), the helper runs on one thread.
+
 The library is built with the compiler found as ``$CXX`` or ``c++``/``g++`` into
 ``$XDG_CACHE_HOME/asym_sweep`` (``~/.cache/asym_sweep``), named by a hash of the source, the
 compiler and its flags, and written under a temporary name first, so parallel jobs never load
@@ -34,6 +39,7 @@ SOURCE = Path(__file__).with_name("rowtopk.cpp")
 DISABLE_ENV = "ASYM_SWEEP_NATIVE"
 # Portable flags (no -march=native): the host under a VM changes, and the cache stays.
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
+OPENMP_FLAGS = (*FLAGS, "-fopenmp")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Helper:
 
     lib: ctypes.CDLL
     path: Path
+    flags: tuple[str, ...]
+    shares_torch_threads: bool
 
 
 def cache_dir() -> Path:
@@ -61,17 +69,17 @@ def _compiler_id(compiler: str) -> str:
     return done.stdout.splitlines()[0] if done.returncode == 0 and done.stdout else compiler
 
 
-def library_path(compiler: str) -> Path:
-    named_by = SOURCE.read_bytes() + " ".join([_compiler_id(compiler), *FLAGS, platform.machine()]).encode()
+def library_path(compiler: str, flags: tuple[str, ...] = OPENMP_FLAGS) -> Path:
+    named_by = SOURCE.read_bytes() + " ".join([_compiler_id(compiler), *flags, platform.machine()]).encode()
     return cache_dir() / f"rowtopk-{hashlib.sha256(named_by).hexdigest()[:16]}.so"
 
 
-def build(compiler: str, target: Path) -> None:
-    """Compile `SOURCE` into ``target`` with `FLAGS`."""
+def build(compiler: str, target: Path, flags: tuple[str, ...] = OPENMP_FLAGS) -> None:
+    """Compile `SOURCE` into ``target`` with ``flags``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        cmd = [compiler, *FLAGS, "-o", str(partial), str(SOURCE)]
+        cmd = [compiler, *flags, "-o", str(partial), str(SOURCE)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise OSError(f"{' '.join(cmd)} failed: {done.stderr.strip()[:500]}")
@@ -81,8 +89,39 @@ def build(compiler: str, target: Path) -> None:
 def _declare(lib: ctypes.CDLL) -> None:
     fn = lib.asym_topk_rows_f32
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
-    fn.argtypes = [ptr, ptr, i64, i64, i64, i32, i32, ptr]
+    fn.argtypes = [ptr, ptr, i64, i64, i64, i32, i32, i32, ptr]
     fn.restype = i64
+    lib.asym_openmp_threads.argtypes = []
+    lib.asym_openmp_threads.restype = i32
+
+
+def _shares_torch_threads(lib: ctypes.CDLL) -> bool:
+    """Whether the helper's OpenMP runtime is torch's: its thread count follows torch.set_num_threads
+    (a second runtime keeps its own, and its threads would fight torch's for the cores)."""
+    before = torch.get_num_threads()
+    if lib.asym_openmp_threads() != before:
+        return False
+    probe = 2 if before == 1 else 1
+    torch.set_num_threads(probe)
+    try:
+        followed = lib.asym_openmp_threads() == probe
+    finally:
+        torch.set_num_threads(before)
+    return followed and lib.asym_openmp_threads() == before
+
+
+def _load(compiler: str, flags: tuple[str, ...]) -> Helper:
+    path = library_path(compiler, flags)
+    if not path.exists():
+        build(compiler, path, flags)
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        # A cached file that does not load (damaged, another machine's): build it again.
+        build(compiler, path, flags)
+        lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    return Helper(lib=lib, path=path, flags=flags, shares_torch_threads=_shares_torch_threads(lib))
 
 
 @functools.cache
@@ -94,21 +133,15 @@ def helper() -> Helper | None:
     if compiler is None:
         log.info("no C++ compiler found: row-wise top-k runs on torch.topk (same selection, slower)")
         return None
-    try:
-        path = library_path(compiler)
-        if not path.exists():
-            build(compiler, path)
+    failures = []
+    for flags in (OPENMP_FLAGS, FLAGS):  # without OpenMP where the compiler lacks it
         try:
-            lib = ctypes.CDLL(str(path))
-        except OSError:
-            # A cached file that does not load (damaged, another machine's): build it again.
-            build(compiler, path)
-            lib = ctypes.CDLL(str(path))
-        _declare(lib)
-    except (OSError, subprocess.SubprocessError) as err:
-        log.info("compiled row-wise top-k unavailable (%s): torch.topk runs instead (same selection, slower)", err)
-        return None
-    return Helper(lib=lib, path=path)
+            return _load(compiler, flags)
+        except (OSError, subprocess.SubprocessError) as err:
+            failures.append(str(err))
+    log.info("compiled row-wise top-k unavailable (%s): torch.topk runs instead (same selection, slower)",
+             "; ".join(failures))
+    return None
 
 
 def applies(v: Tensor) -> bool:
@@ -117,14 +150,21 @@ def applies(v: Tensor) -> bool:
             and v.shape[0] > 0 and not (v.requires_grad and torch.is_grad_enabled()))
 
 
-def row_topk(found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: bool) -> tuple[Tensor, Tensor]:
+def threads(found: Helper) -> int:
+    """The threads the helper's rows may run on: torch's, where it shares their runtime."""
+    return torch.get_num_threads() if found.shares_torch_threads else 1
+
+
+def row_topk(found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: bool,
+             n_threads: int = 1) -> tuple[Tensor, Tensor]:
     """``v`` (one that `applies`) with all but the k largest-key entries of each row zeroed
     (1 <= k < width; keys as in `rowtopk.cpp`), and the indices of the rows it left unwritten
     for the caller: none when ``resolve_ties``, else the first row with a tie at the k-th key
-    (other than among zeros) and all rows after it."""
+    (other than among zeros) and all rows after it. ``n_threads`` (> 1 only with
+    ``resolve_ties``, and only as many as `threads` allows) splits the rows over them."""
     rows, n = v.shape
     out = torch.empty_like(v)
     left = torch.empty(rows, dtype=torch.int64)
     n_left = found.lib.asym_topk_rows_f32(v.data_ptr(), out.data_ptr(), rows, n, k, int(nonnegative),
-                                          int(resolve_ties), left.data_ptr())
+                                          int(resolve_ties), n_threads, left.data_ptr())
     return out, left[:n_left]

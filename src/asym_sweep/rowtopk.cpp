@@ -23,6 +23,10 @@
 #include <utility>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace {
 
 inline uint32_t key_of(float value, bool nonnegative) {
@@ -155,28 +159,18 @@ uint32_t kth_largest(const uint32_t* keys, int64_t n, int64_t k, uint32_t* scrat
     return kth;
 }
 
-}  // namespace
-
-extern "C" {
-
-// For each of `rows` contiguous rows of `n` floats in `v`, write into `out` the row with all
-// but its k largest-key entries set to zero (1 <= k < n). Returns how many rows it left for
-// the caller, their indices in `left` (ascending); those rows of `out` are unspecified.
-// Without `resolve_ties` it leaves the first row whose k-th key ties and every row after it.
-// One thread: splitting the rows over a second one gained nothing inside a training step,
-// where torch's own threads hold the other core.
-int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, int64_t k, int32_t nonnegative,
-                           int32_t resolve_ties, int64_t* left) {
-    const bool nonneg = nonnegative != 0;
+// One contiguous range of rows, [r0, r1), as the entry point describes; its own buffers.
+int64_t select_rows(const float* v, float* out, int64_t r0, int64_t r1, int64_t n, int64_t k, bool nonneg,
+                    bool resolve_ties, int64_t* left) {
     std::vector<uint32_t> keys(static_cast<size_t>(n)), scratch(static_cast<size_t>(n));
     std::vector<uint8_t> keep(static_cast<size_t>(n));
     std::vector<std::pair<int64_t, int64_t>> queue;
-    // Once a row ties, the rest of the batch is taken to tie too (quantised pixels all do)
+    // Once a row ties, the rest of the range is taken to tie too (quantised pixels all do)
     // and goes straight to torch's algorithm, here or the caller's, without the select.
     bool ties_seen = false;
     uint32_t guess = 256;  // the first digit of the previous row's k-th key (none yet)
     int64_t n_left = 0;
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
         if (ties_seen && !resolve_ties) {
             left[n_left++] = r;
             continue;
@@ -205,6 +199,47 @@ int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, 
         keep_where(row, dst, n, [&](int64_t j) { return keep[j] != 0; });
     }
     return n_left;
+}
+
+}  // namespace
+
+extern "C" {
+
+// For each of `rows` contiguous rows of `n` floats in `v`, write into `out` the row with all
+// but its k largest-key entries set to zero (1 <= k < n). Returns how many rows it left for
+// the caller, their indices in `left` (ascending); those rows of `out` are unspecified.
+// Without `resolve_ties` it leaves the first row whose k-th key ties and every row after it.
+// With `resolve_ties` and `threads` > 1 the rows are split over that many threads of the
+// OpenMP runtime torch runs on (the caller checks it is the same one, `asym_openmp_threads`):
+// its idle worker otherwise spins beside the helper (a pool of our own gained nothing).
+int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, int64_t k, int32_t nonnegative,
+                           int32_t resolve_ties, int32_t threads, int64_t* left) {
+    const bool nonneg = nonnegative != 0;
+    // A few rows cost less than waking a second thread (some microseconds).
+    if (!resolve_ties || threads <= 1 || rows < 2 || rows * n < 8192) {
+        return select_rows(v, out, 0, rows, n, k, nonneg, resolve_ties != 0, left);
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        select_rows(v, out, rows * t / nt, rows * (t + 1) / nt, n, k, nonneg, true, left);
+    }
+#else
+    select_rows(v, out, 0, rows, n, k, nonneg, true, left);
+#endif
+    return 0;
+}
+
+// The threads an OpenMP parallel region opened here would get (omp_get_max_threads), or 0
+// where the helper was built without OpenMP. It follows torch.set_num_threads exactly when
+// the helper shares torch's OpenMP runtime, which is how the caller tells.
+int32_t asym_openmp_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 0;
+#endif
 }
 
 }  // extern "C"

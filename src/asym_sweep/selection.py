@@ -62,11 +62,13 @@ def topk_rows(v: Tensor, k: int, nonnegative: bool = False) -> Tensor:
     if found is None:
         return topk_rows_torch(v, k, nonnegative)
     # Rows that tie at the k-th key cost the helper what they cost torch (the same algorithm
-    # decides them), but torch spreads its rows over its threads and the helper runs on one:
-    # with more than one thread, tied rows go to torch (50 rows of pixels: 0.11-0.18 ms on
-    # torch's 2 threads against the helper's 0.22 on one; scripts/bench_row_topk.py).
-    resolve = native_ties_agree() and torch.get_num_threads() == 1
-    out, left = native.row_topk(found, v, k, nonnegative, resolve_ties=resolve)
+    # decides them), and torch spreads its rows over its threads: the helper resolves them
+    # only where it can use as many threads (torch's own, `native.threads`), else they go to
+    # torch (50 rows of pixels on 2 threads: 0.08 ms in the helper, 0.11 in torch, 0.22 in the
+    # helper on one; scripts/bench_row_topk.py).
+    n_threads = native.threads(found)
+    resolve = native_ties_agree() and n_threads == torch.get_num_threads()
+    out, left = native.row_topk(found, v, k, nonnegative, resolve_ties=resolve, n_threads=n_threads if resolve else 1)
     if left.numel() == len(v):
         return topk_rows_torch(v, k, nonnegative)
     if left.numel():
@@ -96,7 +98,7 @@ def native_ties_agree() -> bool:
         for nonnegative in (True, False):
             levels = torch.randint(-8, 9, (64, n), generator=gen).float() / 8
             v = levels.abs() if nonnegative else levels
-            got, _ = native.row_topk(found, v, k, nonnegative, resolve_ties=True)
+            got, _ = native.row_topk(found, v, k, nonnegative, resolve_ties=True, n_threads=native.threads(found))
             if not torch.equal(got, topk_rows_torch(v, k, nonnegative)):
                 return False
     return True
