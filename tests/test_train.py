@@ -6,7 +6,7 @@ import platform
 import pytest
 import torch
 
-from asym_sweep import native, provenance, records, resources, train
+from asym_sweep import dropout, native, provenance, records, resources, train
 from asym_sweep.config import CONF_DIR
 from asym_sweep.records import run_dir
 from helpers import compose_config, small_overrides
@@ -46,6 +46,7 @@ def test_one_epoch_writes_a_complete_result(tiny_data, tmp_path, method):
     # allocator.keep_freed_memory took effect (glibc) and the record says so
     assert result["environment"]["malloc_keeps_freed_memory"] is (platform.libc_ver()[0] == "glibc")
     assert result["environment"]["compiled_row_topk"] is (native.helper() is not None)
+    assert result["environment"]["compiled_dropout_mask"] is dropout.helper_masks_agree()
     assert not (folder / records.CHECKPOINT_FILE).exists()
 
 

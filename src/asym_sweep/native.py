@@ -1,9 +1,12 @@
-"""The compiled helper: building `rowtopk.cpp` once per machine, loading it, and calling it.
+"""The compiled helper: building `rowtopk.cpp` and `dropmask.cpp` once per machine, loading
+them, and calling them.
 
 torch's CPU top-k was the cost of per-example selection (docs/performance.md, "Per-example
-input selection"); the helper selects the same entries faster. It is optional: where no C++
-compiler is found, the build fails, or ``ASYM_SWEEP_NATIVE=0`` is set, `helper` returns None
-and `selection.topk_rows` runs torch.topk, which keeps the same entries (tests/test_native.py).
+input selection"), and its `bernoulli_` most of dropout's forward on CPUs other than Intel's;
+the helper selects the same entries and draws the same masks, faster. It is optional: where no
+C++ compiler is found, the build fails, or ``ASYM_SWEEP_NATIVE=0`` is set, `helper` returns
+None and `selection.topk_rows` runs torch.topk, `dropout.dropout` torch's dropout, with the same
+results (tests/test_native.py, tests/test_dropout.py).
 
 It is built with OpenMP where the compiler has it, and then loads into the OpenMP runtime torch
 already runs on (both name it libgomp.so.1): its parallel rows use torch's own worker threads,
@@ -22,6 +25,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -35,11 +39,12 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("rowtopk.cpp")
+SOURCES = (Path(__file__).with_name("rowtopk.cpp"), Path(__file__).with_name("dropmask.cpp"))
 DISABLE_ENV = "ASYM_SWEEP_NATIVE"
 # Portable flags (no -march=native): the host under a VM changes, and the cache stays.
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
 OPENMP_FLAGS = (*FLAGS, "-fopenmp")
+RNG_STATE_BYTES = 5056  # torch's CPU generator state (CPUGeneratorImplState), as `dropmask.cpp` reads it
 
 
 @dataclass(frozen=True)
@@ -70,16 +75,16 @@ def _compiler_id(compiler: str) -> str:
 
 
 def library_path(compiler: str, flags: tuple[str, ...] = OPENMP_FLAGS) -> Path:
-    named_by = SOURCE.read_bytes() + " ".join([_compiler_id(compiler), *flags, platform.machine()]).encode()
+    named_by = b"".join(src.read_bytes() for src in SOURCES) + " ".join([_compiler_id(compiler), *flags, platform.machine()]).encode()
     return cache_dir() / f"rowtopk-{hashlib.sha256(named_by).hexdigest()[:16]}.so"
 
 
 def build(compiler: str, target: Path, flags: tuple[str, ...] = OPENMP_FLAGS) -> None:
-    """Compile `SOURCE` into ``target`` with ``flags``."""
+    """Compile `SOURCES` into ``target`` with ``flags``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        cmd = [compiler, *flags, "-o", str(partial), str(SOURCE)]
+        cmd = [compiler, *flags, "-o", str(partial), *map(str, SOURCES)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise OSError(f"{' '.join(cmd)} failed: {done.stderr.strip()[:500]}")
@@ -93,6 +98,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn.restype = i64
     lib.asym_openmp_threads.argtypes = []
     lib.asym_openmp_threads.restype = i32
+    lib.asym_bernoulli_f32.argtypes = [ptr, ptr, i64, ctypes.c_uint64]
+    lib.asym_bernoulli_f32.restype = i32
 
 
 def _shares_torch_threads(lib: ctypes.CDLL) -> bool:
@@ -168,3 +175,16 @@ def row_topk(found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: 
     n_left = found.lib.asym_topk_rows_f32(v.data_ptr(), out.data_ptr(), rows, n, k, int(nonnegative),
                                           int(resolve_ties), n_threads, left.data_ptr())
     return out, left[:n_left]
+
+
+def bernoulli_from_state(found: Helper, state: Tensor, n: int, q: float) -> Tensor:
+    """``n`` float32 draws of Bernoulli(q) (1.0 or 0.0) from ``state``, a copy of torch's CPU
+    generator state (`torch.get_rng_state`), which it advances in place as torch's `bernoulli_`
+    does on CPUs other than Intel's (`dropmask.cpp`). 0 <= q <= 1."""
+    if state.dtype != torch.uint8 or state.numel() != RNG_STATE_BYTES or not state.is_contiguous():
+        raise ValueError(f"expected torch's CPU generator state ({RNG_STATE_BYTES} bytes), got {state.numel()} {state.dtype}")
+    out = torch.empty(n)
+    # u < q with u = k * 2^-53 (k the draw's low 53 bits) is k < ceil(q * 2^53): both exact.
+    if found.lib.asym_bernoulli_f32(state.data_ptr(), out.data_ptr(), n, math.ceil(q * 2.0**53)) != 0:
+        raise ValueError("the generator state's counters are out of range: not a CPU generator's state")
+    return out

@@ -34,6 +34,7 @@ from asym_sweep.methods import MethodConfig
 from asym_sweep.model import MLP, Arch, build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.progress import RUN_LOGGER, RunProgress, progress_enabled
+from asym_sweep.dropout import helper_masks_agree
 from asym_sweep.selection import native_ties_agree
 from asym_sweep.timing import PHASES, Timers, device_sync
 
@@ -273,17 +274,19 @@ class Machine:
     load: resources.LoadMeter
     heap_kept: bool
     compiled_row_topk: bool
+    compiled_dropout_mask: bool
 
 
 def claim_machine(choice: resources.ThreadChoice) -> Machine:
     """Set the torch threads and the allocator; load (building if need be) the compiled
-    row-wise top-k now, so that neither its build nor its check of ties lands in a timed step;
-    start measuring the load beside the run."""
+    helper now, so that neither its build nor its checks (of ties, of dropout's masks) land in
+    a timed step; start measuring the load beside the run."""
     torch.set_num_threads(choice.threads)
     compiled = native.helper() is not None
     native_ties_agree()  # its one-time check, here rather than in the first timed step
+    masks = helper_masks_agree()  # the same; it leaves the global generator as it was
     started, loadavg, load = time.time(), resources.load_average(), resources.LoadMeter()
-    return Machine(choice, started, loadavg, load, keep_freed_memory(), compiled)
+    return Machine(choice, started, loadavg, load, keep_freed_memory(), compiled, masks)
 
 
 def result_record(t: Training, machine: Machine) -> dict[str, Any]:
@@ -348,6 +351,8 @@ def result_record(t: Training, machine: Machine) -> dict[str, Any]:
             # Row-wise top-k on the compiled helper or on torch.topk: the same selections, not
             # the same select_s/backward_s (docs/performance.md).
             "compiled_row_topk": machine.compiled_row_topk,
+            # Dropout's masks drawn by the helper (where they are torch's, dropout.py) or by torch.
+            "compiled_dropout_mask": machine.compiled_dropout_mask,
             "host": platform.node(),
             # A VM keeps its host name when it moves to another CPU: the timing's machine(s).
             "cpu": run_cpus(t.history),
