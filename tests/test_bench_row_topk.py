@@ -14,7 +14,7 @@ def test_prints_a_ratio_for_every_input_and_thread_count(capsys):
     bench = load_script("bench_row_topk")
     assert bench.main(["--calls", "2", "--repeats", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("# helper rowtopk-") and "helper/torch" in lines[1]
+    assert lines[0].startswith("# helper asym-helper-") and "helper/torch" in lines[1]
     rows = lines[2:]
     assert len(rows) == 6 and all(float(r.split()[-1]) > 0 for r in rows)
     assert [r.split()[-4] for r in rows] == ["1", "2"] * 3

@@ -76,7 +76,7 @@ def _compiler_id(compiler: str) -> str:
 
 def library_path(compiler: str, flags: tuple[str, ...] = OPENMP_FLAGS) -> Path:
     named_by = b"".join(src.read_bytes() for src in SOURCES) + " ".join([_compiler_id(compiler), *flags, platform.machine()]).encode()
-    return cache_dir() / f"rowtopk-{hashlib.sha256(named_by).hexdigest()[:16]}.so"
+    return cache_dir() / f"asym-helper-{hashlib.sha256(named_by).hexdigest()[:16]}.so"
 
 
 def build(compiler: str, target: Path, flags: tuple[str, ...] = OPENMP_FLAGS) -> None:
