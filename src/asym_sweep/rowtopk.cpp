@@ -215,7 +215,7 @@ extern "C" {
 int64_t asym_topk_rows_f32(const float* v, float* out, int64_t rows, int64_t n, int64_t k, int32_t nonnegative,
                            int32_t resolve_ties, int32_t threads, int64_t* left) {
     const bool nonneg = nonnegative != 0;
-    // A few rows cost less than waking a second thread (some microseconds).
+    // A small block is not worth waking a second thread for.
     if (!resolve_ties || threads <= 1 || rows < 2 || rows * n < 8192) {
         return select_rows(v, out, 0, rows, n, k, nonneg, resolve_ties != 0, left);
     }

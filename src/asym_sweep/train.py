@@ -30,11 +30,11 @@ from asym_sweep import native, provenance, records, resources
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
+from asym_sweep.dropout import helper_masks_agree
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import MLP, Arch, build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.progress import RUN_LOGGER, RunProgress, progress_enabled
-from asym_sweep.dropout import helper_masks_agree
 from asym_sweep.selection import native_ties_agree
 from asym_sweep.timing import PHASES, Timers, device_sync
 
@@ -351,7 +351,8 @@ def result_record(t: Training, machine: Machine) -> dict[str, Any]:
             # Row-wise top-k on the compiled helper or on torch.topk: the same selections, not
             # the same select_s/backward_s (docs/performance.md).
             "compiled_row_topk": machine.compiled_row_topk,
-            # Dropout's masks drawn by the helper (where they are torch's, dropout.py) or by torch.
+            # Whether dropout's masks (in a run that has them) came from the helper, which draws
+            # torch's own (dropout.py), or from torch: the same numbers, not the same forward_s.
             "compiled_dropout_mask": machine.compiled_dropout_mask,
             "host": platform.node(),
             # A VM keeps its host name when it moves to another CPU: the timing's machine(s).
