@@ -167,8 +167,8 @@ def row_topk(found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: 
     """``v`` (one that `applies`) with all but the k largest-key entries of each row zeroed
     (1 <= k < width; keys as in `rowtopk.cpp`), and the indices of the rows it left unwritten
     for the caller: none when ``resolve_ties``, else the first row with a tie at the k-th key
-    (other than among zeros) and all rows after it. ``n_threads`` (> 1 only with
-    ``resolve_ties``, and only as many as `threads` allows) splits the rows over them."""
+    (other than among zeros) and all rows after it. ``n_threads`` (at most `threads`) splits
+    the rows over that many threads where ``resolve_ties``; without it they run on one."""
     rows, n = v.shape
     out = torch.empty_like(v)
     left = torch.empty(rows, dtype=torch.int64)

@@ -68,7 +68,7 @@ def topk_rows(v: Tensor, k: int, nonnegative: bool = False) -> Tensor:
     # helper on one; scripts/bench_row_topk.py).
     n_threads = native.threads(found)
     resolve = native_ties_agree() and n_threads == torch.get_num_threads()
-    out, left = native.row_topk(found, v, k, nonnegative, resolve_ties=resolve, n_threads=n_threads if resolve else 1)
+    out, left = native.row_topk(found, v, k, nonnegative, resolve_ties=resolve, n_threads=n_threads)
     if left.numel() == len(v):
         return topk_rows_torch(v, k, nonnegative)
     if left.numel():
