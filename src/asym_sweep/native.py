@@ -138,7 +138,7 @@ def helper() -> Helper | None:
         return None
     compiler = find_compiler()
     if compiler is None:
-        log.info("no C++ compiler found: row-wise top-k runs on torch.topk (same selection, slower)")
+        log.info("no C++ compiler found: row-wise top-k runs on torch.topk, dropout on torch's own (same results, slower)")
         return None
     failures = []
     for flags in (OPENMP_FLAGS, FLAGS):  # without OpenMP where the compiler lacks it
@@ -146,7 +146,7 @@ def helper() -> Helper | None:
             return _load(compiler, flags)
         except (OSError, subprocess.SubprocessError) as err:
             failures.append(str(err))
-    log.info("compiled row-wise top-k unavailable (%s): torch.topk runs instead (same selection, slower)",
+    log.info("compiled helper unavailable (%s): torch.topk runs instead, and torch's dropout (same results, slower)",
              "; ".join(failures))
     return None
 
