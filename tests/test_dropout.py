@@ -87,7 +87,8 @@ def test_other_inputs_take_torchs_dropout(helper, monkeypatch, case):
     assert torch.equal(ours, F.dropout(*args))
 
 
-def test_a_helper_that_draws_other_masks_is_not_used_and_the_check_draws_nothing(helper, monkeypatch):
+def test_a_helper_that_draws_other_masks_fails_the_check_and_the_check_draws_nothing(helper, monkeypatch):
+    assert dropout.helper_masks_agree()  # the real check, cached before anything is patched
     real = native.bernoulli_from_state
 
     def off_by_one(found, state, n, q):
@@ -100,7 +101,17 @@ def test_a_helper_that_draws_other_masks_is_not_used_and_the_check_draws_nothing
     before = torch.get_rng_state()
     assert dropout.helper_masks_agree.__wrapped__() is False
     assert torch.equal(torch.get_rng_state(), before)
-    assert dropout.helper_masks_agree()  # the cached, real check is unaffected
+    assert dropout.helper_masks_agree()  # the cached answer stands
+
+
+def test_where_the_check_fails_torchs_dropout_runs(helper, monkeypatch):
+    monkeypatch.setattr(dropout, "helper_masks_agree", lambda: False)
+    monkeypatch.setattr(native, "bernoulli_from_state", lambda *a: pytest.fail("the helper drew a mask"))
+    x = torch.rand(50, 64) + 0.5
+    torch.manual_seed(2)
+    ours = dropout.dropout(x, 0.4, True)
+    torch.manual_seed(2)
+    assert torch.equal(ours, F.dropout(x, 0.4, True))
 
 
 def test_the_check_leaves_the_generator_where_it_was(helper):
