@@ -38,6 +38,7 @@ import yaml
 from asym_sweep import native
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.data import DataError, load_splits
+from asym_sweep.dropout import helper_masks_agree
 from asym_sweep.grid import method_from_conf
 from asym_sweep.methods import MethodSpec
 from asym_sweep.model import build_mlp, parse_arch
@@ -407,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         machine += f" ({torch.cuda.get_device_name(device)})"
     machine += ", malloc keeps freed memory" if heap_kept else ", default malloc"
     machine += ", compiled row top-k" if native.helper() is not None else ", row top-k on torch.topk"
+    # Our dropout's masks come from the helper only where its check passes (dropout.py); plain-dropout's are torch's.
+    machine += ", dropout masks by the helper" if helper_masks_agree() else ", dropout masks by torch"
     print(f"# {machine}; {pixels}; medians of {args.rounds} interleaved steps after {args.warmup} warm-up")
     print(render(rows))
     result: dict[str, object] = {"machine": machine, "pixels": pixels, "host": platform.node(), "args": vars(args), "rows": rows,
