@@ -25,7 +25,12 @@ def test_a_finished_run_costs_nothing_and_its_settings_time_the_others(tiny_data
     assert projection.estimate(done, walls, {}, 1).source == "done"
     other_seed = compose_config(small_overrides(tiny_data, runs, seed=1))
     est = projection.estimate(other_seed, walls, {}, 1)
-    assert est.source == "records" and est.seconds == pytest.approx(walls[("fashion_mnist", "l1-32", "topk-k40" + TINY)][0])
+    (wall, floor), = walls[("fashion_mnist", "l1-32", "topk-k40" + TINY)]
+    assert est.source == "records" and est.seconds == pytest.approx(wall)
+    # The floor is the record's forward, optimizer and evaluation seconds.
+    timing = records.read_result(records.run_dir(done))[0]["timing"]
+    assert est.floor == pytest.approx(floor) == pytest.approx(timing["forward_s"] + timing["optimizer_s"] + timing["eval_s"])
+    assert 0 < floor < wall
 
 
 def test_without_records_a_job_is_measured_once_per_setting(tiny_data, tmp_path):
@@ -33,6 +38,7 @@ def test_without_records_a_job_is_measured_once_per_setting(tiny_data, tmp_path)
     cfg = compose_config(small_overrides(tiny_data, tmp_path / "none", **{"dataset.val_size": 5000}))
     first = projection.estimate(cfg, {}, measured, 1)
     assert first.source == "measured" and first.seconds > projection.START_S and len(measured) == 1
+    assert 0 < first.floor < first.seconds - projection.START_S  # the backward is not part of it
     again = projection.estimate(compose_config(small_overrides(tiny_data, tmp_path / "none", seed=3, **{"dataset.val_size": 5000})), {}, measured, 1)
     assert again.seconds == first.seconds and len(measured) == 1  # the same settings: measured once
 
@@ -52,3 +58,17 @@ def test_render_aligns_the_columns_for_long_tags():
     lines = projection.render(p).splitlines()
     assert lines[0].startswith("projection: 2 runs, 2 at a time: 1.5 h (3.0 h of job time); 2 measured")
     assert [line.index(" runs") for line in lines[1:3]] == [lines[1].index(" runs")] * 2
+
+
+def test_render_states_the_floor_only_where_there_is_one():
+    p = projection.Projection(jobs=2)
+    p.add("topk-k40", projection.Estimate(7200.0, "measured", floor=1800.0))
+    p.add("dropout-p0.4", projection.Estimate(7200.0, "records", floor=1800.0))
+    p.add("partial-k1_40-k2_200", projection.Estimate(0.0, "done"))
+    lines = projection.render(p).splitlines()
+    assert lines[0].startswith("projection: 3 runs, 2 at a time: 2.0 h (4.0 h of job time)")
+    assert p.floor_hours == pytest.approx(0.5)
+    assert lines[1].startswith("  of which 0.5 h forward passes, optimizer steps and evaluation")
+    bare = projection.Projection(jobs=1)
+    bare.add("topk-k40", projection.Estimate(60.0, "measured"))
+    assert "of which" not in projection.render(bare)

@@ -16,6 +16,12 @@ evidence at hand:
   second job, ``docs/performance.md``).
 
 The wall time of the launch is the jobs' seconds divided by the jobs it runs at once.
+
+Each estimate also says how much of it is the forward pass, the optimizer step and
+evaluation (its *floor*). Asymmetric training sparsifies only the backward pass (thesis
+ch. 7: the forward uses every parameter, Adam updates every parameter, evaluation is a
+forward pass), so every method does these in full and no backward rule can make the
+launch shorter than the floor on this machine.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ START_S = 4.0  # Python start, data loading and model building of one run (measu
 class Estimate:
     seconds: float
     source: str  # done, records, measured
+    floor: float = 0.0  # of `seconds`: forward, optimizer and evaluation (the module's docstring)
 
 
 @dataclass
@@ -55,10 +62,12 @@ class Projection:
     jobs: int  # run at once
     per_tag: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     sources: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    floor_seconds: float = 0.0
 
     def add(self, tag: str, estimate: Estimate) -> None:
         self.per_tag[tag].append(estimate.seconds)
         self.sources[estimate.source] += 1
+        self.floor_seconds += estimate.floor
 
     @property
     def job_seconds(self) -> float:
@@ -68,6 +77,10 @@ class Projection:
     def wall_hours(self) -> float:
         return self.job_seconds / max(1, self.jobs) / 3600
 
+    @property
+    def floor_hours(self) -> float:
+        return self.floor_seconds / max(1, self.jobs) / 3600
+
 
 def job_overrides(sweeper_params: dict[str, str], task_overrides: Iterable[str]) -> list[list[str]]:
     """The override list of every job, in the order the basic sweeper launches them."""
@@ -76,19 +89,22 @@ def job_overrides(sweeper_params: dict[str, str], task_overrides: Iterable[str])
     return BasicSweeper.split_arguments(parsed, None)[0]
 
 
-def completed_wall(runs_root: Path) -> dict[tuple[str, str, str], list[float]]:
-    """Wall seconds of every completed run, by (dataset, arch, run tag)."""
-    walls: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+def completed_wall(runs_root: Path) -> dict[tuple[str, str, str], list[tuple[float, float]]]:
+    """``(wall seconds, floor seconds)`` of every completed run, by (dataset, arch, run tag)."""
+    walls: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
     for folder in records.run_folders(runs_root):
         result, _ = records.read_result(folder)
         if result is not None and result["status"] == "completed":
             dataset, arch, tag, _ = records.folder_key(folder)
-            walls[(dataset, arch, tag)].append(float(result["timing"]["wall_s"]))
+            timing = result["timing"]
+            floor = sum(float(timing[k]) for k in ("forward_s", "optimizer_s", "eval_s"))
+            walls[(dataset, arch, tag)].append((float(timing["wall_s"]), floor))
     return walls
 
 
-def measure(cfg: DictConfig, threads: int) -> float:
-    """Seconds of one run of ``cfg`` from a few timed training steps and one evaluation pass."""
+def measure(cfg: DictConfig, threads: int) -> tuple[float, float]:
+    """Seconds of one run of ``cfg`` from a few timed training steps and one evaluation pass,
+    and of those the floor: the steps' forward and optimizer phases and the evaluation."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -98,10 +114,13 @@ def measure(cfg: DictConfig, threads: int) -> float:
         x, y = torch.rand(batch, 784, generator=gen), torch.randint(0, 10, (batch,), generator=gen)
         for _ in range(WARMUP_STEPS):
             procedure.step(x, y)
+        before = procedure.timers.totals()
         start = time.perf_counter()
         for _ in range(MEASURED_STEPS):
             procedure.step(x, y)
         step_s = (time.perf_counter() - start) / MEASURED_STEPS
+        after = procedure.timers.totals()
+        step_floor_s = sum(after[k] - before[k] for k in ("forward", "optimizer")) / MEASURED_STEPS
         n_eval = int(cfg.dataset.val_size) + TEST_IMAGES
         start = time.perf_counter()
         with torch.no_grad():
@@ -115,7 +134,8 @@ def measure(cfg: DictConfig, threads: int) -> float:
     n_train = TRAIN_IMAGES - int(cfg.dataset.val_size)
     if cfg.dataset.train_limit is not None:
         n_train = min(n_train, int(cfg.dataset.train_limit))
-    return START_S + int(cfg.train.epochs) * (n_batches(n_train, batch) * step_s + eval_s)
+    steps = n_batches(n_train, batch)
+    return START_S + int(cfg.train.epochs) * (steps * step_s + eval_s), int(cfg.train.epochs) * (steps * step_floor_s + eval_s)
 
 
 def estimate(cfg: DictConfig, walls: dict, measured: dict, threads: int) -> Estimate:
@@ -128,11 +148,14 @@ def estimate(cfg: DictConfig, walls: dict, measured: dict, threads: int) -> Esti
     if state == "interrupted":
         checkpoint, _ = records.load_checkpoint(folder)
         done_fraction = (checkpoint["epoch"] / int(cfg.train.epochs)) if checkpoint else 0.0
+    left = 1 - done_fraction
     if walls.get(key):
-        return Estimate(statistics.median(walls[key]) * (1 - done_fraction), "records")
+        wall, floor = (statistics.median(column) for column in zip(*walls[key]))
+        return Estimate(wall * left, "records", floor * left)
     if key not in measured:
         measured[key] = measure(cfg, threads)
-    return Estimate(measured[key] * (1 - done_fraction), "measured")
+    seconds, floor = measured[key]
+    return Estimate(seconds * left, "measured", floor * left)
 
 
 def project(jobs_overrides: list[list[str]], runs_root: Path, jobs: int, threads: int) -> Projection:
@@ -151,6 +174,9 @@ def render(p: Projection) -> str:
     lines = [f"projection: {sum(len(v) for v in p.per_tag.values())} runs, {p.jobs} at a time: "
              f"{hours:.1f} h ({p.job_seconds / 3600:.1f} h of job time); "
              + ", ".join(f"{n} {s}" for s, n in sorted(p.sources.items()))]
+    if p.floor_seconds > 0:
+        lines.append(f"  of which {p.floor_hours:.1f} h forward passes, optimizer steps and evaluation, which every method does "
+                     "in full (only the backward pass is sparsified): no backward rule makes it shorter here")
     width = max(map(len, p.per_tag), default=0)  # the column fits the longest run tag
     for tag, seconds in sorted(p.per_tag.items(), key=lambda kv: -sum(kv[1])):
         lines.append(f"  {tag:{width}} {len(seconds):4} runs  {sum(seconds) / 3600 / max(1, p.jobs):6.2f} h")
