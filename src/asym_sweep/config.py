@@ -114,10 +114,14 @@ def schema_settings() -> dict[str, Any]:
 def reference_settings(dataset: str) -> dict[str, Any]:
     """The value of every `SETTING_TAGS` key in the reference setup: the schema's defaults, and
     the epochs of ``conf/dataset/<dataset>.yaml`` (the thesis': 20 for Fashion-MNIST, 17 for MNIST)."""
-    ref = dict(schema_settings())
+    return dict(schema_settings(), **{"train.epochs": _dataset_epochs(dataset)})
+
+
+@functools.lru_cache(maxsize=None)
+def _dataset_epochs(dataset: str) -> Any:
+    # Read once per process: every record's folder name needs it (a report reads hundreds).
     path = CONF_DIR / "dataset" / f"{dataset}.yaml"
-    ref["train.epochs"] = OmegaConf.load(path).get("epochs") if path.is_file() else None
-    return ref
+    return OmegaConf.load(path).get("epochs") if path.is_file() else None
 
 
 def _tag_value(value: Any) -> str:
@@ -132,20 +136,44 @@ ADDED_SETTINGS = ("dataset.scaling", "method.dropout_at")
 
 def with_defaults(cfg: DictConfig | dict) -> dict:
     """A plain copy of ``cfg`` (resolved; Hydra's own node left out) holding every key of `ADDED_SETTINGS`."""
-    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     # Not the hydra node: its run folder resolves through this very function (records.run_subdir).
-    data = {key: _plain(node, key) for key in node if key != "hydra"}
+    data = _plain_copy({key: value for key, value in cfg.items() if key != "hydra"}) if isinstance(cfg, dict) else None
+    if data is None:  # a DictConfig, or a dict with interpolations to resolve
+        node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+        data = {key: _plain(node, key) for key in node if key != "hydra"}
     for key in ADDED_SETTINGS:
         head, _, tail = key.partition(".")
         node = data.setdefault(head, {})
         if isinstance(node, dict) and tail not in node:
-            node[tail] = OmegaConf.select(OmegaConf.structured(RunConfig), key)
+            node[tail] = _added_defaults()[key]
     return data
 
 
 def _plain(node: DictConfig, key: str) -> Any:
     value = node[key]
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of a plain config (a saved ``result.json``'s) as OmegaConf's round trip gives it
+    (tuples become lists), or None where a string interpolates and OmegaConf must resolve it.
+    A report reads hundreds of records; the round trip cost some 10 ms each."""
+    if isinstance(value, dict):
+        items = {key: _plain_copy(item) for key, item in value.items()}
+        return None if any(item is None and value[key] is not None for key, item in items.items()) else items
+    if isinstance(value, (list, tuple)):
+        items = [_plain_copy(item) for item in value]
+        return None if any(item is None and orig is not None for item, orig in zip(items, value)) else items
+    if isinstance(value, str) and "${" in value:
+        return None
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _added_defaults() -> dict[str, Any]:
+    """The schema's default of every `ADDED_SETTINGS` key (the schema is code: computed once)."""
+    schema = OmegaConf.structured(RunConfig)
+    return {key: OmegaConf.select(schema, key) for key in ADDED_SETTINGS}
 
 
 def settings_suffix(values: Mapping[str, Any], reference: Mapping[str, Any]) -> str:
@@ -158,9 +186,20 @@ def settings_suffix(values: Mapping[str, Any], reference: Mapping[str, Any]) -> 
 
 def settings_tag(cfg: DictConfig | dict) -> str:
     """``+e2+b10``: the settings of ``cfg`` that differ from the reference setup ('' if none)."""
-    node = OmegaConf.create(with_defaults(cfg))
-    ref = reference_settings(str(OmegaConf.select(node, "dataset.name")))
-    return settings_suffix({key: OmegaConf.select(node, key) for key in SETTING_TAGS}, ref)
+    data = with_defaults(cfg)
+    ref = reference_settings(str(_select(data, "dataset.name")))
+    return settings_suffix({key: _select(data, key) for key in SETTING_TAGS}, ref)
+
+
+def _select(data: Mapping[str, Any], key: str) -> Any:
+    """``OmegaConf.select`` on a plain config: the dotted key's value, None where it is absent or
+    missing (``???``)."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return None if node == MISSING else node
 
 
 def identity(cfg: DictConfig | dict) -> dict:
