@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from asym_sweep import records
 from asym_sweep.config import identity
@@ -36,12 +35,12 @@ class Collection:
 
 def saved_config(run_dir: Path, result: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """The launch config from ``.hydra/config.yaml``, else the one in ``result.json``."""
-    path = run_dir / ".hydra" / "config.yaml"
+    path = run_dir / records.HYDRA_DIR / records.CONFIG_FILE
     if not path.is_file():
         return result["config"], None
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as err:  # omegaconf raises several kinds on a damaged file
+        data = records.read_run_config(run_dir)
+    except Exception as err:  # yaml and omegaconf raise several kinds on a damaged file
         return result["config"], f"{path} is unreadable ({err.__class__.__name__}); used the config in result.json"
     return data, None
 
