@@ -26,7 +26,7 @@ def check_record(folder: Path) -> dict:
     assert problem is None and result is not None, problem or f"{folder}: no result.json"
     assert result["status"] == "completed" and result["epochs"] == len(result["history"])
     assert sorted(p.name for p in folder.iterdir()) == [records.HYDRA_DIR, records.RESULT_FILE], "records only"
-    saved = OmegaConf.to_container(OmegaConf.load(folder / records.HYDRA_DIR / records.CONFIG_FILE), resolve=True)
+    saved = records.read_run_config(folder)
     assert identity(saved) == identity(result["config"]), f"{folder}: .hydra/config.yaml and result.json describe other runs"
     dataset, arch, tag, seed = records.folder_key(folder)
     assert (result["dataset"], result["arch"], result["seed"], records.run_tag(result["config"])) == (dataset, arch, seed, tag)
