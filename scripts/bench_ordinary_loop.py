@@ -8,7 +8,9 @@ trained with a plain ``loss.backward(); opt.step(); opt.zero_grad()``, against t
 No set-up beyond the public API: ``MLP(parse_arch(arch), [make_rule(...)] * layers)`` and
 ``torch.optim.Adam(model.parameters())`` (``--fused``: ``fused=True`` for every model). Steps of
 the models are interleaved in a random order each round; medians after a warm-up. Ratios are
-to the ``nn.Linear`` MLP in the same process.
+to the ``nn.Linear`` MLP in the same process. Two more rows write the same MLP with the
+functional ``sparse_linear`` (``fn topk``: ``scope="batch"``, the module's selection;
+``fn topk/ex``: the function's own default, per example), to show what the function costs.
 
 Every step takes the next of ``--batches`` random mini-batches, as training does. With one
 fixed batch top-k keeps the same rows step after step, so the other rows' Adam state stays
@@ -31,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from asym_sweep.model import MLP, parse_arch
-from asym_sweep.sparse import make_rule
+from asym_sweep.sparse import make_rule, sparse_linear
 
 
 PHASES = ("forward", "backward", "optimizer", "step")
@@ -52,6 +54,33 @@ def ours(arch: str, method: str, **params) -> nn.Module:
     return MLP(a, [make_rule(method, **params)] * (a.depth + 1))
 
 
+class FunctionalMLP(nn.Module):
+    """The same MLP written with the functional ``sparse_linear`` on ``nn.Linear`` parameters, as a
+    user who calls it in their own forward would: a rule built on every call, no gradient sink,
+    and no promise that an input is non-negative."""
+
+    def __init__(self, arch: str, method: str, **params) -> None:
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in parse_arch(arch).layer_shapes())
+        self.method, self.params = method, params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1)
+        for i, lin in enumerate(self.linears):
+            h = sparse_linear(h, lin.weight, lin.bias, method=self.method, **self.params)
+            if i < len(self.linears) - 1:
+                h = F.relu(h)
+        return h
+
+
+def models_for(arch: str) -> dict[str, nn.Module]:
+    """The compared models by row name; the first is the reference of the ratios."""
+    return {"nn.Linear": linear_mlp(arch), "ours dense": ours(arch, "dense"), "ours topk": ours(arch, "topk", k=40),
+            # the functional face: with the module's selection (batch scope), and with its own default scope
+            "fn topk": FunctionalMLP(arch, "topk", k=40, scope="batch"),
+            "fn topk/ex": FunctionalMLP(arch, "topk", k=40)}
+
+
 def step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     t0 = time.perf_counter()
     loss = F.cross_entropy(model(x), y)
@@ -66,7 +95,7 @@ def step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch
 
 def bench(arch: str, batch: int, fused: bool, warmup: int, rounds: int, seed: int, n_batches: int = 100) -> list[dict[str, object]]:
     torch.manual_seed(seed)
-    models = {"nn.Linear": linear_mlp(arch), "ours dense": ours(arch, "dense"), "ours topk": ours(arch, "topk", k=40)}
+    models = models_for(arch)
     opts = {name: torch.optim.Adam(m.parameters(), fused=fused) if fused else torch.optim.Adam(m.parameters())
             for name, m in models.items()}
     data = [(torch.rand(batch, 784), torch.randint(0, 10, (batch,))) for _ in range(n_batches)]

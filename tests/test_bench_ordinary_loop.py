@@ -14,7 +14,7 @@ def test_ordinary_loop_prints_a_row_per_model(capsys):
     script = load_script("bench_ordinary_loop")
     assert script.main(["--archs", "l1-16", "--batch", "4", "--warmup", "2", "--rounds", "3", "--batches", "2", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    for model in ("nn.Linear", "ours dense", "ours topk"):
+    for model in ("nn.Linear", "ours dense", "ours topk", "fn topk", "fn topk/ex"):
         assert re.search(rf"^l1-16 +{model} +( +[\d.]+){{6}}$", out, re.M), model
     assert "2 batches in turn, 2 warm-up steps" in out
 
@@ -30,9 +30,39 @@ def test_ordinary_loop_feeds_every_batch_in_turn(monkeypatch):
 
     monkeypatch.setattr(script, "step", spy)
     script.bench("l1-16", batch=4, fused=False, warmup=1, rounds=3, seed=0, n_batches=3)
-    per_round = [set(seen[i:i + 3]) for i in range(0, len(seen), 3)]  # three models a round, one batch each round
+    n = len(script.models_for("l1-16"))
+    assert len(seen) == 4 * n
+    per_round = [set(seen[i:i + n]) for i in range(0, len(seen), n)]  # every model once a round, one batch each round
     assert all(len(r) == 1 for r in per_round)
     assert len({next(iter(r)) for r in per_round}) == 3
+
+
+@pytest.mark.parametrize("scope", ["batch", "sample"])
+def test_the_functional_rows_compute_the_modules_gradients(scope):
+    # The "fn" rows time the same MLP through sparse_linear: equal outputs and gradients to the
+    # module MLP of the same rule and weights (the scatter path against the gradient sink).
+    import torch
+    import torch.nn.functional as F
+    from asym_sweep.model import MLP, parse_arch
+    from asym_sweep.sparse import make_rule
+
+    script = load_script("bench_ordinary_loop")
+    torch.manual_seed(0)
+    fn = script.FunctionalMLP("l2-32", "topk", k=5, scope=scope)
+    arch = parse_arch("l2-32")
+    module = MLP(arch, [make_rule("topk", k=5, scope=scope)] * (arch.depth + 1))
+    with torch.no_grad():
+        for mine, theirs in zip(module.parameters(), fn.parameters(), strict=True):
+            mine.copy_(theirs)
+    x, y = torch.rand(6, 784), torch.randint(0, 10, (6,))
+    for _ in range(2):  # the second step exercises the sink's reused buffers
+        for m in (fn, module):
+            m.zero_grad(set_to_none=True)
+            F.cross_entropy(m(x), y).backward()
+        for mine, theirs in zip(module.parameters(), fn.parameters(), strict=True):
+            torch.testing.assert_close(mine.grad, theirs.grad, rtol=0, atol=0)
+        x = torch.rand(6, 784)
+    assert any((p.grad == 0).any() for p in fn.parameters())  # the rule did sparsify
 
 
 @pytest.mark.parametrize("args", [["--batches", "0"], ["--rounds", "0"], ["--warmup", "-1"], ["--threads", "0"]])
