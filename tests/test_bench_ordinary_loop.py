@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
+import torch.nn.functional as F
 
+from asym_sweep.model import MLP, parse_arch
+from asym_sweep.sparse import make_rule
 from helpers import load_script
 
 
@@ -41,11 +45,6 @@ def test_ordinary_loop_feeds_every_batch_in_turn(monkeypatch):
 def test_the_functional_rows_compute_the_modules_gradients(scope):
     # The "fn" rows time the same MLP through sparse_linear: equal outputs and gradients to the
     # module MLP of the same rule and weights (the scatter path against the gradient sink).
-    import torch
-    import torch.nn.functional as F
-    from asym_sweep.model import MLP, parse_arch
-    from asym_sweep.sparse import make_rule
-
     script = load_script("bench_ordinary_loop")
     torch.manual_seed(0)
     fn = script.FunctionalMLP("l2-32", "topk", k=5, scope=scope)
