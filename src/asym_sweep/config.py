@@ -137,8 +137,10 @@ ADDED_SETTINGS = ("dataset.scaling", "method.dropout_at")
 def with_defaults(cfg: DictConfig | dict) -> dict:
     """A plain copy of ``cfg`` (resolved; Hydra's own node left out) holding every key of `ADDED_SETTINGS`."""
     # Not the hydra node: its run folder resolves through this very function (records.run_subdir).
-    data = _plain_copy({key: value for key, value in cfg.items() if key != "hydra"}) if isinstance(cfg, dict) else None
-    if data is None:  # a DictConfig, or a dict with interpolations to resolve
+    own = {key: value for key, value in cfg.items() if key != "hydra"} if isinstance(cfg, dict) else None
+    if own is not None and not _interpolates(own):
+        data = _plain_copy(own)
+    else:  # a DictConfig, or a dict with interpolations to resolve
         node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
         data = {key: _plain(node, key) for key in node if key != "hydra"}
     for key in ADDED_SETTINGS:
@@ -156,17 +158,21 @@ def _plain(node: DictConfig, key: str) -> Any:
 
 def _plain_copy(value: Any) -> Any:
     """A copy of a plain config (a saved ``result.json``'s) as OmegaConf's round trip gives it
-    (tuples become lists), or None where a string interpolates and OmegaConf must resolve it.
-    A report reads hundreds of records; the round trip cost some 10 ms each."""
+    (tuples become lists). A report reads hundreds of records; the round trip cost some 10 ms each."""
     if isinstance(value, dict):
-        items = {key: _plain_copy(item) for key, item in value.items()}
-        return None if any(item is None and value[key] is not None for key, item in items.items()) else items
+        return {key: _plain_copy(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        items = [_plain_copy(item) for item in value]
-        return None if any(item is None and orig is not None for item, orig in zip(items, value)) else items
-    if isinstance(value, str) and "${" in value:
-        return None
+        return [_plain_copy(item) for item in value]
     return value
+
+
+def _interpolates(value: Any) -> bool:
+    """Whether a plain config holds an interpolation (a string with ``${``), which OmegaConf must resolve."""
+    if isinstance(value, dict):
+        return any(_interpolates(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_interpolates(item) for item in value)
+    return isinstance(value, str) and "${" in value
 
 
 @functools.lru_cache(maxsize=1)
