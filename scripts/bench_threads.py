@@ -31,12 +31,20 @@ DEFAULT_ARCHS = ("l1-64", "l3-256", "l3-1024", "l5-1024")
 DEFAULT_METHODS = ("dropout", "topk")
 
 
+class RunFailed(Exception):
+    """A measured run exited non-zero; the message names it and gives its last line of stderr."""
+
+
 def parse_setting(text: str) -> tuple[int, int]:
     """``"2x1"`` -> (jobs 2, threads 1)."""
     jobs, sep, threads = text.partition("x")
     if not sep or not jobs.isdigit() or not threads.isdigit() or int(jobs) < 1 or int(threads) < 1:
         raise ValueError(f"bad setting {text!r}: expected <jobs>x<threads> with positive integers, e.g. 2x1")
     return int(jobs), int(threads)
+
+
+def setting_names(settings: list[tuple[int, int]]) -> list[str]:
+    return [f"{j}x{t}" for j, t in settings]
 
 
 def run_command(arch: str, method: str, seed: int, threads: int, train_limit: int, root: Path) -> list[str]:
@@ -59,8 +67,31 @@ def measure_setting(arch: str, method: str, jobs: int, threads: int, train_limit
         errors = [p.communicate()[1] for p in procs]
         for p, err in zip(procs, errors):
             if p.returncode != 0:
-                raise RuntimeError(f"a run failed ({arch} {method}): {err.strip().splitlines()[-1] if err.strip() else p.returncode}")
+                raise RunFailed(f"a run failed ({arch} {method}): {err.strip().splitlines()[-1] if err.strip() else p.returncode}")
         return [json.loads(path.read_text())["timing"]["train_s"] for path in sorted(root.rglob("result.json"))]
+
+
+def measure_all(archs: list[str], methods: list[str], settings: list[tuple[int, int]], train_limit: int,
+                rounds: int) -> list[dict]:
+    """Print and return, per arch and method, the median epochs per hour of every setting."""
+    rows = []
+    names = setting_names(settings)
+    print(f"{'arch':8} {'method':8} " + " ".join(f"{n + ' ep/h':>10}" for n in names) + " " + " ".join(f"{n + '/' + names[0]:>10}" for n in names[1:]))
+    for arch in archs:
+        for method in methods:
+            per_setting: dict[str, list[float]] = {n: [] for n in names}
+            per_run: dict[str, list[float]] = {n: [] for n in names}
+            for r in range(rounds):
+                for name, (jobs, threads) in zip(names, settings):
+                    seconds = measure_setting(arch, method, jobs, threads, train_limit, r)
+                    per_run[name] += seconds
+                    per_setting[name].append(jobs / statistics.mean(seconds) * 3600)
+            medians = {n: statistics.median(v) for n, v in per_setting.items()}
+            rows.append({"arch": arch, "method": method, "epochs_per_hour": medians,
+                         "train_s": {n: statistics.median(v) for n, v in per_run.items()}})
+            print(f"{arch:8} {method:8} " + " ".join(f"{medians[n]:10.0f}" for n in names) + " "
+                  + " ".join(f"{medians[n] / medians[names[0]]:10.2f}" for n in names[1:]), flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,28 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"bench_threads: error: {err}", file=sys.stderr)
         return 2
-    rows = []
-    names = [f"{j}x{t}" for j, t in settings]
-    print(f"{'arch':8} {'method':8} " + " ".join(f"{n + ' ep/h':>10}" for n in names) + " " + " ".join(f"{n + '/' + names[0]:>10}" for n in names[1:]))
-    for arch in args.archs:
-        for method in args.methods:
-            per_setting: dict[str, list[float]] = {n: [] for n in names}
-            per_run: dict[str, list[float]] = {n: [] for n in names}
-            for r in range(args.rounds):
-                for name, (jobs, threads) in zip(names, settings):
-                    seconds = measure_setting(arch, method, jobs, threads, args.train_limit, r)
-                    per_run[name] += seconds
-                    per_setting[name].append(jobs / statistics.mean(seconds) * 3600)
-            medians = {n: statistics.median(v) for n, v in per_setting.items()}
-            rows.append({"arch": arch, "method": method, "epochs_per_hour": medians,
-                         "train_s": {n: statistics.median(v) for n, v in per_run.items()}})
-            print(f"{arch:8} {method:8} " + " ".join(f"{medians[n]:10.0f}" for n in names) + " "
-                  + " ".join(f"{medians[n] / medians[names[0]]:10.2f}" for n in names[1:]), flush=True)
+    try:
+        rows = measure_all(args.archs, args.methods, settings, args.train_limit, args.rounds)
+    except RunFailed as err:
+        print(f"bench_threads: error: {err}", file=sys.stderr)
+        return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"train_limit": args.train_limit, "rounds": args.rounds, "cores": os.cpu_count(),
-                                "settings": names, "rows": rows}, indent=2) + "\n")
+                                "settings": setting_names(settings), "rows": rows}, indent=2) + "\n")
     print(f"wrote {path}")
     return 0
 

@@ -22,6 +22,10 @@ from pathlib import Path
 BUSY = "while True:\n    pass\n"
 
 
+class RunFailed(Exception):
+    """A measured run exited non-zero; its message is the run's own last line of stderr."""
+
+
 def one_run(arch: str, threads: int, train_limit: int, seed: int) -> tuple[float, int]:
     """``(train seconds, threads the run used)`` of one run in a fresh process."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
@@ -29,7 +33,7 @@ def one_run(arch: str, threads: int, train_limit: int, seed: int) -> tuple[float
                f"dataset.train_limit={train_limit}", "train.epochs=1", "train.checkpoint=false", "progress=off", f"runs_root={tmp}"]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+            raise RunFailed(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
         result = json.loads(next(Path(tmp).rglob("result.json")).read_text())
         return result["timing"]["train_s"], result["environment"]["threads"]
 
@@ -55,15 +59,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"# {args.arch} top-k, 1 epoch on {args.train_limit} images; train seconds alone and beside a busy loop")
     print(f"{'threads=':9} {'try':>3} {'alone s':>8} {'beside s':>9} {'ratio':>6}  threads used (alone, beside)")
-    for threads in args.threads:
-        ratios = []
-        for t in range(args.tries):
-            alone, used_alone = one_run(args.arch, threads, args.train_limit, t)
-            beside, used_beside = beside_busy_loop(args.arch, threads, args.train_limit, t)
-            ratios.append(beside / alone)
-            print(f"{threads:9} {t + 1:3} {alone:8.2f} {beside:9.2f} {beside / alone:6.2f}  ({used_alone}, {used_beside})", flush=True)
-        print(f"{threads:9} worst ratio {max(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}")
+    try:
+        for threads in args.threads:
+            compare(args.arch, threads, args.train_limit, args.tries)
+    except RunFailed as err:
+        print(f"bench_under_load: error: a run failed: {err}", file=sys.stderr)
+        return 1
     return 0
+
+
+def compare(arch: str, threads: int, train_limit: int, tries: int) -> None:
+    """Print each try's seconds alone and beside the busy loop, then the worst and median ratio."""
+    ratios = []
+    for t in range(tries):
+        alone, used_alone = one_run(arch, threads, train_limit, t)
+        beside, used_beside = beside_busy_loop(arch, threads, train_limit, t)
+        ratios.append(beside / alone)
+        print(f"{threads:9} {t + 1:3} {alone:8.2f} {beside:9.2f} {beside / alone:6.2f}  ({used_alone}, {used_beside})", flush=True)
+    print(f"{threads:9} worst ratio {max(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}")
 
 
 if __name__ == "__main__":
