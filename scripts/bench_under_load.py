@@ -47,6 +47,17 @@ def beside_busy_loop(arch: str, threads: int, train_limit: int, seed: int) -> tu
         busy.wait()
 
 
+def compare(arch: str, threads: int, train_limit: int, tries: int) -> None:
+    """Print each try's seconds alone and beside the busy loop, then the worst and median ratio."""
+    ratios = []
+    for t in range(tries):
+        alone, used_alone = one_run(arch, threads, train_limit, t)
+        beside, used_beside = beside_busy_loop(arch, threads, train_limit, t)
+        ratios.append(beside / alone)
+        print(f"{threads:9} {t + 1:3} {alone:8.2f} {beside:9.2f} {beside / alone:6.2f}  ({used_alone}, {used_beside})", flush=True)
+    print(f"{threads:9} worst ratio {max(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="l3-256")
@@ -66,17 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_under_load: error: a run failed: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-def compare(arch: str, threads: int, train_limit: int, tries: int) -> None:
-    """Print each try's seconds alone and beside the busy loop, then the worst and median ratio."""
-    ratios = []
-    for t in range(tries):
-        alone, used_alone = one_run(arch, threads, train_limit, t)
-        beside, used_beside = beside_busy_loop(arch, threads, train_limit, t)
-        ratios.append(beside / alone)
-        print(f"{threads:9} {t + 1:3} {alone:8.2f} {beside:9.2f} {beside / alone:6.2f}  ({used_alone}, {used_beside})", flush=True)
-    print(f"{threads:9} worst ratio {max(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}")
 
 
 if __name__ == "__main__":
