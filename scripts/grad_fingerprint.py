@@ -1,7 +1,7 @@
 """Fingerprints (SHA-256 of the bytes) of every registered rule's gradients, both scopes.
 
-    python scripts/grad_fingerprint.py                    # print the JSON
-    python scripts/grad_fingerprint.py --out tests/data/grad_fingerprints.json
+    python scripts/grad_fingerprint.py                    # print this machine's JSON
+    python scripts/grad_fingerprint.py --out tests/data/grad_fingerprints.json   # add or replace its entry
 
 Two paths per rule and scope, at the rule's ``conf/method`` parameters:
 
@@ -11,8 +11,9 @@ Two paths per rule and scope, at the rule's ``conf/method`` parameters:
   (the `GradSink` path; VR-PGE's two sub-networks), then the weights.
 
 Equal fingerprints mean bit-identical gradients. They hold for one torch build on one kind
-of CPU (floating-point kernels differ between CPU families), so the file records both and the
-test that compares against it runs only where they match.
+of CPU (floating-point kernels differ between CPU families), so the file holds one entry per
+platform (`platform_key`), ``--out`` adds or replaces this machine's and keeps the others, and
+the test that compares against the file runs where one of its platforms is this machine's.
 """
 
 from __future__ import annotations
@@ -108,17 +109,29 @@ def fingerprints() -> dict:
     return out
 
 
+def read_platforms(path: Path) -> list[dict]:
+    """The entries (``platform``, ``rules``) of a fingerprint file, one per platform."""
+    return json.loads(path.read_text())["platforms"]
+
+
+def entry_for(entries: list[dict], key: dict[str, str]) -> dict | None:
+    """The entry made on platform ``key``, or None."""
+    return next((e for e in entries if e["platform"] == key), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", help="write the JSON here instead of printing it")
     args = p.parse_args(argv)
-    text = json.dumps(fingerprints(), indent=1, sort_keys=True) + "\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
-    else:
-        sys.stdout.write(text)
+    entry = fingerprints()
+    if not args.out:
+        sys.stdout.write(json.dumps(entry, indent=1, sort_keys=True) + "\n")
+        return 0
+    out = Path(args.out)
+    others = [e for e in read_platforms(out) if e["platform"] != entry["platform"]] if out.exists() else []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"platforms": others + [entry]}, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}: {len(others) + 1} platforms")
     return 0
 
 
