@@ -121,7 +121,7 @@ def entry_for(entries: list[dict], key: dict[str, str]) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", help="write the JSON here instead of printing it")
+    p.add_argument("--out", help="add this machine's entry to this file (replacing an older one of it) instead of printing it")
     args = p.parse_args(argv)
     entry = fingerprints()
     if not args.out:
