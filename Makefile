@@ -7,9 +7,10 @@ DATASET ?= fashion_mnist
 ARGS ?=
 RUNS  ?= outputs/runs
 REPORT ?= outputs/report
+TIMING ?= outputs/timing
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test sweep projection readings status report publish figure bench bench-ensemble bench-cold-ops clean
+.PHONY: help setup data run test sweep projection readings timing status report publish figure bench bench-fixed-cost bench-ensemble bench-cold-ops clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -41,6 +42,9 @@ projection: setup  ## how long `make sweep` will take here, from finished runs a
 readings: data  ## the readings panel: every reading of conf/reading on six cells x 3 seeds (resumable)
 	$(PY) -m asym_sweep --multirun +experiment=readings $(ARGS)
 
+timing: data  ## the timing sweep: every grid method's step on all 25 archs, one stretch, nothing else running (about 10 min; into TIMING)
+	$(PY) -m asym_sweep.timing_sweep --out $(TIMING) $(ARGS)
+
 status: setup  ## progress of the sweeps under RUNS
 	$(PY) -m asym_sweep.status --runs $(RUNS)
 
@@ -59,6 +63,9 @@ figure:  ## the report's comparison figure into docs/figures/ (the README's imag
 
 bench: setup  ## benchmark the backward rules against dense, nn.Linear and meProp's technique (the sweep's time: make projection)
 	$(PY) scripts/bench_backward.py $(ARGS)
+
+bench-fixed-cost: setup  ## the sparse backward's fixed cost per layer (width 16), fused and pure-torch paths
+	$(PY) scripts/bench_fixed_cost.py $(ARGS)
 
 bench-ensemble: setup  ## does training 5 seeds as one stacked ensemble beat 5 separate runs? (ARGS="--grid": all 25 archs)
 	$(PY) scripts/bench_ensemble.py $(ARGS)

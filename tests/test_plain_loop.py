@@ -84,7 +84,7 @@ def test_a_long_loop_without_set_to_none_keeps_the_sink_bounded():
             opt.step()
             opt.zero_grad(set_to_none=False)
     sink = m.layers[0].sink
-    assert all(len(rows) <= m.layers[0].out_features for rows in sink._dirty.values())
+    assert all(len(rows) <= m.layers[0].out_features for _, rows in sink._slots.values())
 
 
 def test_an_mlp_built_from_the_public_api_is_initialised():

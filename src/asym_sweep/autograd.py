@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from asym_sweep import fused
 from asym_sweep.backward import BackwardRule, Needs
 from asym_sweep.selection import scatter_cols, scatter_rows
 from asym_sweep.timing import Stopwatch
@@ -38,30 +39,38 @@ class GradSink:
     """
 
     def __init__(self) -> None:
-        self._buffers: dict[int, Tensor] = {}
-        self._dirty: dict[int, Tensor] = {}
+        # Per parameter: its buffer and the rows written into it last (a tensor changed in place,
+        # with set_, so that the fused backward, `fused.cpp`'s sink_write, keeps the same slot).
+        self._slots: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def slot(self, param: Tensor) -> tuple[Tensor, Tensor]:
+        """``(buffer, dirty rows)`` of ``param``: a fresh zero buffer where there is none of its shape."""
+        key = id(param)
+        found = self._slots.get(key)
+        if found is None or found[0].shape != param.shape:
+            found = (torch.zeros_like(param, memory_format=torch.contiguous_format),
+                     torch.empty(0, dtype=torch.long, device=param.device))
+            self._slots[key] = found
+        return found
 
     def write(self, param: Tensor, rows: Tensor, block: Tensor, cols: Tensor | None = None) -> None:
         """Set (or add to) ``param.grad``: ``block`` at ``rows`` (and ``cols``), zero elsewhere."""
-        key = id(param)
-        buf = self._buffers.get(key)
         grad = param.grad
         if grad is None:
-            if buf is None or buf.shape != param.shape:
-                buf = torch.zeros_like(param, memory_format=torch.contiguous_format)
-                self._buffers[key] = buf
-            else:
-                buf.index_fill_(0, self._dirty[key], 0)
+            buf, dirty = self.slot(param)
+            buf.index_fill_(0, dirty, 0)
             _put(buf, rows, cols, block, accumulate=False)
-            self._dirty[key] = rows
+            dirty.set_(rows)
             param.grad = buf
         else:
             _put(grad, rows, cols, block, accumulate=True)
-            if grad is buf:
-                dirty = torch.cat((self._dirty[key], rows))
+            found = self._slots.get(id(param))
+            if found is not None and grad is found[0]:
+                buf, dirty = found
+                grown = torch.cat((dirty, rows))
                 # A loop that never sets .grad to None (zero_grad(set_to_none=False)) would grow
                 # this list step after step: past one entry per row, clear every row instead.
-                self._dirty[key] = dirty if len(dirty) <= len(buf) else torch.arange(len(buf), device=buf.device)
+                dirty.set_(grown if len(grown) <= len(buf) else torch.arange(len(buf), device=buf.device))
 
 
 def _put(dest: Tensor, rows: Tensor, cols: Tensor | None, block: Tensor, accumulate: bool) -> None:
@@ -98,7 +107,7 @@ def _accumulates(ctx, index: int) -> bool:
 
 class _SparseLinearFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, rule, clock, sink, nonnegative_input):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, rule, clock, sink, nonnegative_input, use_fused):  # type: ignore[override]
         # The backward sees the weight the forward used (SWAT's top-K% weights, Algorithm 1).
         used = rule.forward_weight(weight)
         ctx.save_for_backward(x, used)
@@ -108,11 +117,14 @@ class _SparseLinearFunction(torch.autograd.Function):
         ctx.params = (weight, bias) if sink is not None and weight.is_leaf and (bias is None or bias.is_leaf) else None
         ctx.sink = sink
         ctx.nonnegative_input = nonnegative_input
+        ctx.fused = rule.fused_spec() if use_fused else None
         return F.linear(x, used, bias)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        if ctx.fused is not None and _fusable(grad_out, x) and (lib := fused.module()) is not None:
+            return _fused_backward(ctx, lib, grad_out, x, weight)
         needs = Needs(*ctx.needs_input_grad[:3], ctx.nonnegative_input)
         flat = x.dim() == 2  # the MLP's case: skip the reshapes
         g2 = grad_out if flat else grad_out.reshape(-1, grad_out.shape[-1])
@@ -137,7 +149,33 @@ class _SparseLinearFunction(torch.autograd.Function):
                 grad_b = None
             else:
                 grad_b = scatter_rows(grad_b, grads.rows, n_out)
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+def _fusable(g: Tensor, x: Tensor) -> bool:
+    """Whether the fused backward takes this call: 2-D float32 CPU tensors, no graph of the backward
+    being built (create_graph takes the pure-torch path, whose results are differentiable)."""
+    return (x.dim() == 2 and g.device.type == "cpu" and g.dtype == torch.float32 and x.dtype == torch.float32
+            and not torch.is_grad_enabled())
+
+
+def _fused_backward(ctx, lib, g: Tensor, x: Tensor, weight: Tensor) -> tuple:
+    """`_SparseLinearFunction.backward` in one call of the fused extension (`fused.cpp`): the same
+    selection, products and sink writes, hence the same gradients."""
+    spec, params, sink = ctx.fused, ctx.params, ctx.sink
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    w_slot = b_slot = (None, None)
+    if params is not None:
+        w_slot = sink.slot(params[0])
+        b_slot = sink.slot(params[1]) if params[1] is not None else (None, None)
+    helper = fused.helper()
+    grad_x, grad_w, grad_b, select_s = lib.backward(
+        fused.kind_code(spec.kind), spec.k, spec.kx, spec.x_each, ctx.nonnegative_input, g, x, weight,
+        need_x, need_w, need_b, *(params or (None, None)), *w_slot, *b_slot,
+        helper.address, helper.shares_threads, helper.ties_agree)
+    if ctx.clock is not None:
+        ctx.clock.add(select_s)
+    return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
 def apply_rule(
@@ -148,13 +186,16 @@ def apply_rule(
     clock: Stopwatch | None = None,
     sink: GradSink | None = None,
     nonnegative_input: bool = False,
+    use_fused: bool = True,
 ) -> Tensor:
     """``F.linear(x, weight, bias)`` whose backward follows ``rule`` (optionally into a `GradSink`).
 
     ``nonnegative_input`` promises that ``x`` has no negative entry (see `Needs`); a false
     promise makes the rules that rank ``x`` choose by signed value, so only the caller who
-    knows it by construction (a ReLU output, pixels in [0, 1]) sets it.
+    knows it by construction (a ReLU output, pixels in [0, 1]) sets it. ``use_fused``: take the
+    fused backward (`fused`) where the rule has one and it could be built; False keeps the
+    pure-torch path, the reference (same gradients).
     """
     if rule.autograd_native:
         return F.linear(x, weight, bias)
-    return _SparseLinearFunction.apply(x, weight, bias, rule, clock, sink, nonnegative_input)
+    return _SparseLinearFunction.apply(x, weight, bias, rule, clock, sink, nonnegative_input, use_fused)

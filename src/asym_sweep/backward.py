@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar, ContextManager, NamedTuple
 
 from torch import Tensor
 
+from asym_sweep.fused import FusedSpec
 from asym_sweep.selection import gather_cols, gather_rows, topk_columns, topk_rows
 from asym_sweep.timing import Stopwatch
 
@@ -146,6 +147,12 @@ class BackwardRule:
 
     def check_training(self, n_epochs: int) -> None:
         """Raise `ValueError` if the rule cannot run for ``n_epochs`` (checked before training)."""
+
+    def fused_spec(self) -> "FusedSpec | None":
+        """The parameters of the fused backward (`fused.cpp`) that computes exactly this rule's
+        gradients, or None (the default) where there is none. Only the thesis' batch-scope rules
+        have one; a subclass that changes what its parent computes must return None."""
+        return None
 
     def keeps_everything(self, n_in: int, n_out: int) -> bool:
         """True when, on an ``(n_in -> n_out)`` layer, the rule selects every entry and so *is*

@@ -69,6 +69,9 @@ class SparseLinear(nn.Module):
         # into this layer's .grad (autograd.GradSink); `MLP.use_grad_sinks(False)` turns it off.
         self.sink: GradSink | None = GradSink()
         self.native = rule.autograd_native or rule.keeps_everything(in_features, out_features)
+        # The fused backward where the rule has one (`fused`; same gradients); `MLP.use_fused(False)`
+        # keeps the pure-torch path.
+        self.fused = True
         # Initialised at once, as nn.Linear is: a model built from the public API must not train
         # from torch.empty's leftovers (denormal garbage made Adam 20% slower in a plain loop).
         self.reset_parameters()
@@ -81,7 +84,7 @@ class SparseLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.native:
             return F.linear(x, self.weight, self.bias)
-        return apply_rule(self.rule, x, self.weight, self.bias, self.clock, self.sink, self.nonnegative_input)
+        return apply_rule(self.rule, x, self.weight, self.bias, self.clock, self.sink, self.nonnegative_input, self.fused)
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.rule.params().items())
@@ -138,6 +141,12 @@ class MLP(nn.Module):
         """
         for layer in self.layers:
             layer.sink = GradSink() if enabled else None
+
+    def use_fused(self, enabled: bool = True) -> None:
+        """Take the fused backward where a layer's rule has one (on by default; `fused`), or not:
+        the same gradients either way, the pure-torch path being the reference."""
+        for layer in self.layers:
+            layer.fused = enabled
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.reshape(x.shape[0], -1)

@@ -51,6 +51,10 @@ class Stopwatch:
             self._sync()
         self.seconds += time.perf_counter() - self._start
 
+    def add(self, seconds: float) -> None:
+        """Count ``seconds`` measured elsewhere (the fused backward times its selection itself)."""
+        self.seconds += seconds
+
     def reset(self) -> float:
         """Return the accumulated seconds and start again from zero."""
         seconds, self.seconds = self.seconds, 0.0

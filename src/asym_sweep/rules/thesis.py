@@ -53,6 +53,7 @@ from asym_sweep.backward import (
     row_block_grads,
     timed,
 )
+from asym_sweep.fused import FusedSpec
 from asym_sweep.selection import gather_rows, topk_columns, topk_rows
 
 
@@ -77,6 +78,10 @@ class TopK(SelectedSensitivities, OneK):
 
     def current_k(self, n_out: int) -> int:
         return min(self.k, n_out)
+
+    def fused_spec(self) -> FusedSpec | None:
+        # The batch scope's gather-multiply-scatter is fused.cpp's "topk"; the per-example masks are not.
+        return FusedSpec("topk", self.k) if self.scope == "batch" and type(self) is TopK else None
 
 
 def check_scope(name: str, value: object) -> None:
@@ -119,6 +124,11 @@ class Partial(BackwardRule):
                 xs, cols = x, topk_columns(x, self.k2, needs.input_nonnegative)
         # rows None (per-example g) and cols None (per-example x): the masked dense products.
         return row_block_grads(g, xs, weight, needs, rows, cols)
+
+    def fused_spec(self) -> FusedSpec | None:
+        if self.scope != "batch" or type(self) is not Partial:
+            return None
+        return FusedSpec("partial", self.k1, self.k2, (self.x_scope or self.scope) == "sample")
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k1, k2 = min(self.k1, n_out), min(self.k2, n_in)
@@ -195,6 +205,12 @@ class Complete(OneK):
             grad_x = grads.input * (xs != 0) if cols is None else _only_cols(grads.input, cols)
             grads = grads._replace(input=grad_x)
         return grads
+
+    def fused_spec(self) -> FusedSpec | None:
+        # The rows reading (W~ per selected neuron) at batch scope; the union readings stay in Python.
+        if self.scope != "batch" or self.neurons != "rows" or type(self) is not Complete:
+            return None
+        return FusedSpec("complete", self.k, self.k, (self.x_scope or self.scope) == "sample")
 
     def backward_madds(self, batch: int, n_in: int, n_out: int, input_grad: bool) -> int:
         k_out, k_in = min(self.k, n_out), min(self.k, n_in)
