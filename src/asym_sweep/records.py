@@ -121,12 +121,13 @@ FLOP_KEYS = ("backward_madds", "dense_backward_madds", "ratio_to_dense", "forwar
              "train_ratio_to_dense")
 ENVIRONMENT_KEYS = ("torch", "python", "device", "device_name", "threads", "jobs", "cores", "thread_choice",
                     "loadavg_start", "loadavg_end", "other_busy_cores", "git_commit", "git_dirty", "package_version",
-                    "malloc_keeps_freed_memory", "compiled_row_topk", "compiled_dropout_mask", "host", "cpu", "data_source")
+                    "malloc_keeps_freed_memory", "compiled_row_topk", "compiled_dropout_mask", "compiled_fused_backward", "host",
+                    "cpu", "data_source")
 # Since version 1 first shipped (older results lack them): the load and code provenance.
 ADDED_KEYS = ("dropout_at", "history[].other_busy_cores", "history[].cpu", "environment.jobs", "environment.cores", "environment.thread_choice",
               "environment.loadavg_start", "environment.loadavg_end", "environment.other_busy_cores",
               "environment.git_commit", "environment.git_dirty", "environment.package_version", "environment.cpu",
-              "environment.compiled_row_topk", "environment.compiled_dropout_mask")
+              "environment.compiled_row_topk", "environment.compiled_dropout_mask", "environment.compiled_fused_backward")
 
 
 def _fsync_dir(directory: Path) -> None:

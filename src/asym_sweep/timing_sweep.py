@@ -56,12 +56,12 @@ BUSY_WARNING = 0.25  # cores kept busy by other processes above which the sweep 
 
 @dataclass(frozen=True)
 class Plan:
-    """What the sweep measures (its defaults take about 15 minutes on a 2-core machine)."""
+    """What the sweep measures (its defaults take about 5 minutes on a 2-core machine)."""
 
     archs: tuple[str, ...] = FASHION_ARCHS
     methods: tuple[str, ...] = METHODS
     warmup: int = 20  # steps per method before an architecture's rounds
-    steps: int = 60  # timed steps per method and round
+    steps: int = 150  # timed steps per method and round
     rounds: int = 5
     threads: int = 1  # as each job of a thesis sweep runs (conf/experiment/thesis_fashion.yaml)
     seed: int = 0
@@ -131,9 +131,19 @@ def machine_description(threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "compiled_helper": native.helper() is not None,
         "compiled_dropout_mask": helper_masks_agree(),
+        "compiled_fused_backward": _fused_built(),
         "loadavg_start": resources.load_average(),
         **provenance.source_revision(),
     }
+
+
+def _fused_built() -> bool | None:
+    """Whether the fused backward was built (None: code from before it, which a "before" run times)."""
+    try:
+        from asym_sweep import fused
+    except ImportError:
+        return None
+    return fused.module() is not None
 
 
 def compose_job(method: str, arch: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -272,7 +282,8 @@ def run(plan: Plan, out: Path, overrides: Sequence[str], log: Callable[[str], No
     torch.set_num_threads(plan.threads)
     keep_freed_memory()
     native.helper()
-    native_ties_agree()  # one-time checks, before anything is timed
+    native_ties_agree()  # one-time checks and builds, before anything is timed
+    machine = machine_description(plan.threads)
     cache: dict[str, Splits] = {}
 
     def data(cfg: DictConfig) -> Splits:
@@ -288,7 +299,7 @@ def run(plan: Plan, out: Path, overrides: Sequence[str], log: Callable[[str], No
     seconds = project(plan, lambda a: build_learners(a, plan, data, overrides))
     log(f"timing sweep: {len(plan.archs)} archs x {len(plan.methods)} methods x {plan.rounds} rounds x {plan.steps} steps, "
         f"{plan.threads} thread(s): projected {seconds / 60:.1f} min")
-    record = TimingRecord({**asdict(plan), "overrides": list(overrides)}, machine_description(plan.threads),
+    record = TimingRecord({**asdict(plan), "overrides": list(overrides)}, machine,
                           dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     meter, start = resources.LoadMeter(), time.perf_counter()
     for i, arch in enumerate(plan.archs):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from asym_sweep import native, provenance, records, resources
+from asym_sweep import fused, native, provenance, records, resources
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
@@ -275,6 +275,7 @@ class Machine:
     heap_kept: bool
     compiled_row_topk: bool
     compiled_dropout_mask: bool
+    compiled_fused_backward: bool
 
 
 def claim_machine(choice: resources.ThreadChoice) -> Machine:
@@ -285,8 +286,9 @@ def claim_machine(choice: resources.ThreadChoice) -> Machine:
     compiled = native.helper() is not None
     native_ties_agree()  # its one-time check, here rather than in the first timed step
     masks = helper_masks_agree()  # the same; it leaves the global generator as it was
+    fused_backward = fused.module() is not None  # built here (about 30 s, once per machine), not in a timed step
     started, loadavg, load = time.time(), resources.load_average(), resources.LoadMeter()
-    return Machine(choice, started, loadavg, load, keep_freed_memory(), compiled, masks)
+    return Machine(choice, started, loadavg, load, keep_freed_memory(), compiled, masks, fused_backward)
 
 
 def result_record(t: Training, machine: Machine) -> dict[str, Any]:
@@ -354,6 +356,7 @@ def result_record(t: Training, machine: Machine) -> dict[str, Any]:
             # Whether dropout's masks (in a run that has them) came from the helper, which draws
             # torch's own (dropout.py), or from torch: the same numbers, not the same forward_s.
             "compiled_dropout_mask": machine.compiled_dropout_mask,
+            "compiled_fused_backward": machine.compiled_fused_backward,
             "host": platform.node(),
             # A VM keeps its host name when it moves to another CPU: the timing's machine(s).
             "cpu": run_cpus(t.history),
