@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from asym_sweep import timing_records as tr
 from asym_sweep import timing_sweep as ts
 from asym_sweep.grid import load_grid
 
@@ -28,7 +29,7 @@ def test_a_small_sweep_writes_one_record_with_every_round(tiny_data, tmp_path, c
     args = ["--archs", "l1-16", "l2-32", "--warmup", "1", "--steps", "2", "--rounds", "3", "--out", str(out), *tiny(tiny_data)]
     assert ts.main(args) == 0
     (path,) = out.glob("*.json")
-    record = ts.TimingRecord.from_json(json.loads(path.read_text()))
+    record = tr.TimingRecord.from_json(json.loads(path.read_text()))
     assert record.plan["archs"] == ["l1-16", "l2-32"] and record.plan["overrides"] == tiny(tiny_data)
     assert len(record.rows) == 2 * 4 * 3
     assert {"host", "cpu", "threads", "torch", "git_commit", "loadavg_start", "loadavg_end"} <= set(record.machine)
@@ -37,12 +38,12 @@ def test_a_small_sweep_writes_one_record_with_every_round(tiny_data, tmp_path, c
     assert firsts == ["dropout", "topk", "complete"]
     for row in record.rows:
         assert row["backward_ms"] > 0 and row["step_ms"] >= row["backward_ms"] and 0 < row["flop_ratio"] <= 1
-    table = ts.ratio_table(record.rows)
+    table = tr.ratio_table(record.rows)
     assert [t["ratio"] for t in table if t["method"] == "dropout"] == [1.0, 1.0]
     printed = capsys.readouterr()
     assert printed.out.splitlines()[0].split()[:3] == ["arch", "method", "backward"]
     assert "projected" in printed.err and "[2/2] l2-32" in printed.err
-    assert [p for p, _ in ts.read_records(out)] == [path]
+    assert [p for p, _ in tr.read_records(out)] == [path]
 
 
 def test_ratios_are_taken_round_by_round():
@@ -52,7 +53,7 @@ def test_ratios_are_taken_round_by_round():
                   "step_ms": 3.0, "flop_ratio": 1.0},
                  {"arch": "l1-64", "method": "topk", "tag": "t", "round": r, "backward_ms": topk, "select_ms": 0.1,
                   "step_ms": 2.0, "flop_ratio": 0.6}]
-    (_, topk) = ts.ratio_table(rows)
+    (_, topk) = tr.ratio_table(rows)
     assert topk["ratio"] == 0.5 and topk["ratio_min"] == 0.3 and topk["ratio_max"] == 0.8
     assert topk["backward_ms"] == 0.6 and topk["rounds"] == 3
 
@@ -83,4 +84,4 @@ def test_missing_data_is_one_line(tmp_path, capsys):
 def test_read_records_skips_other_files(tmp_path):
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     (tmp_path / "broken.json").write_text("{")
-    assert ts.read_records(tmp_path) == []
+    assert tr.read_records(tmp_path) == []

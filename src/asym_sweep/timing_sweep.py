@@ -46,10 +46,10 @@ from asym_sweep.methods import MethodConfig
 from asym_sweep.model import parse_arch
 from asym_sweep.procedure import Procedure
 from asym_sweep.records import run_tag, write_json_atomic
+from asym_sweep.timing_records import Row, TimingRecord, ratio_table, render
 from asym_sweep.selection import native_ties_agree
 from asym_sweep.train import build_learner
 
-FORMAT = "asym-sweep timing sweep 1"
 TIMED = ("forward", "backward", "select", "optimizer")  # the procedure's phases, ms per step
 BUSY_WARNING = 0.25  # cores kept busy by other processes above which the sweep warns
 
@@ -79,46 +79,6 @@ class Plan:
             raise ValueError("the methods must include dropout, the baseline every ratio is taken to")
 
 
-@dataclass
-class Row:
-    """One method on one architecture in one round: medians over the round's steps (ms)."""
-
-    arch: str
-    method: str
-    tag: str
-    round: int
-    position: int  # its place in the round's order
-    forward_ms: float
-    backward_ms: float
-    select_ms: float
-    optimizer_ms: float
-    step_ms: float
-    flop_ratio: float  # backward multiply-adds over dense backprop's on the same shapes
-
-
-@dataclass
-class TimingRecord:
-    """The sweep's record: the machine, the plan, one `Row` per (arch, method, round)."""
-
-    plan: dict[str, Any]
-    machine: dict[str, Any]
-    started_at: str
-    finished_at: str = ""
-    wall_s: float = 0.0
-    other_busy_cores: float | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    format: str = FORMAT
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TimingRecord":
-        if data.get("format") != FORMAT:
-            raise ValueError(f"not a timing record of this version (format {data.get('format')!r}, expected {FORMAT!r})")
-        return cls(**data)
-
-
 def machine_description(threads: int) -> dict[str, Any]:
     """Host, CPU and software the sweep ran on (what a reader needs to know which machine answered)."""
     return {
@@ -138,11 +98,14 @@ def machine_description(threads: int) -> dict[str, Any]:
 
 
 def _fused_built() -> bool | None:
-    """Whether the fused backward was built (None: code from before it, which a "before" run times)."""
-    try:
-        from asym_sweep import fused
-    except ImportError:
+    """Whether the engine takes the fused backward and it was built (None: an engine without one, as a
+    run of this script against older code for a "before" table has)."""
+    from asym_sweep import autograd
+
+    if not hasattr(autograd, "_fused_backward"):
         return None
+    from asym_sweep import fused
+
     return fused.module() is not None
 
 
@@ -228,52 +191,6 @@ def project(plan: Plan, learners_of: Callable[[str], list[Learner]], probe_steps
             per_step += statistics.median(timed_steps(learner, probe_steps)["step"]) / 1e3
         seconds += build_s + per_step * (plan.warmup + plan.steps * plan.rounds) * 1.1  # + the timers' own cost
     return seconds
-
-
-def ratio_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (arch, method): median backward ms over rounds, its ratio to dropout's (taken round by
-    round) as the median with min-max over rounds, and the FLOP ratio."""
-    by = {(r["arch"], r["method"], r["round"]): r for r in rows}
-    out = []
-    archs = list(dict.fromkeys(r["arch"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    for arch in archs:
-        for method in methods:
-            mine = [r for (a, m, _), r in by.items() if a == arch and m == method]
-            if not mine:
-                continue
-            ratios = [r["backward_ms"] / by[(arch, "dropout", r["round"])]["backward_ms"]
-                      for r in mine if (arch, "dropout", r["round"]) in by]
-            out.append({
-                "arch": arch, "method": method, "tag": mine[0]["tag"], "rounds": len(mine),
-                "backward_ms": statistics.median(r["backward_ms"] for r in mine),
-                "select_ms": statistics.median(r["select_ms"] for r in mine),
-                "step_ms": statistics.median(r["step_ms"] for r in mine),
-                "ratio": statistics.median(ratios) if ratios else float("nan"),
-                "ratio_min": min(ratios) if ratios else float("nan"),
-                "ratio_max": max(ratios) if ratios else float("nan"),
-                "flop_ratio": mine[0]["flop_ratio"],
-            })
-    return out
-
-
-def render(table: list[dict[str, Any]]) -> str:
-    lines = [f"{'arch':8} {'method':9} {'backward ms':>11} {'/ dropout':>9} {'min-max over rounds':>20} {'FLOP ratio':>10}"]
-    for t in table:
-        lines.append(f"{t['arch']:8} {t['method']:9} {t['backward_ms']:11.3f} {t['ratio']:9.3f} "
-                     f"{t['ratio_min']:9.3f}-{t['ratio_max']:<10.3f} {t['flop_ratio']:10.3f}")
-    return "\n".join(lines)
-
-
-def read_records(folder: Path) -> list[tuple[Path, TimingRecord]]:
-    """Every timing record in ``folder`` (oldest first by start time); a file that is not one is skipped."""
-    found = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            found.append((path, TimingRecord.from_json(json.loads(path.read_text()))))
-        except (ValueError, TypeError, json.JSONDecodeError):
-            continue
-    return sorted(found, key=lambda item: item[1].started_at)
 
 
 def run(plan: Plan, out: Path, overrides: Sequence[str], log: Callable[[str], None]) -> Path:

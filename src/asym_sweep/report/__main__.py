@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="outputs/runs", help="your runs root (default: outputs/runs)")
     parser.add_argument("--published", nargs="*", default=["results", "results/readings"],
                         help="roots of published runs, reported apart from yours (default: results results/readings; none: --published)")
+    parser.add_argument("--timing", nargs="*", default=["outputs/timing", "results/timing"],
+                        help="timing-sweep folders in order of preference, yours first (default: outputs/timing results/timing); "
+                             "the newest record of the first that has one answers the time claims")
     parser.add_argument("--out", default="outputs/report", help="report folder, replaced as a whole (default: outputs/report)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per cell of the full thesis grid, for coverage (default: 5)")
     parser.add_argument("--epoch", choices=["final", "best_val", "best_each"], default="final",
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     tty = sys.stderr.isatty()
     try:
         report = build(Path(args.runs), Path(args.out), args.seeds, static=not args.no_static, epoch=args.epoch,
-                       published=[Path(p) for p in args.published],
+                       published=[Path(p) for p in args.published], timing=[Path(p) for p in args.timing],
                        log=(lambda msg: sys.stderr.write(msg)) if tty else (lambda msg: None))
     except ReportError as err:
         print(f"asym-sweep report: error: {err}", file=sys.stderr)

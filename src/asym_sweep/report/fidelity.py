@@ -71,8 +71,15 @@ def _pct(k: int, n: int) -> str:
     return f"{k} of {n} cells ({100 * k / n:.0f}%)" if n else "no cell yet"
 
 
-def time_cells(summary: pd.DataFrame, grid: ThesisGrid) -> tuple[pd.DataFrame, str]:
-    """Backward-time ratios to dropout per (arch, method), from caveat-free cells where there are enough."""
+def time_cells(summary: pd.DataFrame, grid: ThesisGrid, times: pd.DataFrame | None = None,
+               where: str = "") -> tuple[pd.DataFrame, str]:
+    """Backward-time ratios to dropout per (arch, method): the timing sweep's (``times``, the
+    `thesis.time_comparison` frame, measured on ``where``) where it covers enough cells, else the
+    20-epoch runs' from caveat-free cells where there are enough."""
+    if times is not None and times["sweep_ratio"].notna().any():
+        sweep = wide(times.rename(columns={"sweep_ratio": "ratio"}).assign(n_seeds=1), grid, "ratio")
+        if len(sweep) >= MIN_CELLS:
+            return sweep, f"{len(sweep)} cells of the timing sweep ({where})"
     ratios = wide(summary, grid, "backward_ratio")
     t = summary[(summary["dataset"] == DATASET) & summary["method_tag"].isin(grid.tags.values())]
     noted = set(t.loc[t["timing_note"].fillna("") != "", "arch"])
@@ -82,7 +89,8 @@ def time_cells(summary: pd.DataFrame, grid: ThesisGrid) -> tuple[pd.DataFrame, s
     return ratios, f"{len(ratios)} cells, {len(ratios) - len(clean)} with timing caveats (the report's time tables)"
 
 
-def claims(summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid) -> list[Claim]:
+def claims(summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, times: pd.DataFrame | None = None,
+           where: str = "") -> list[Claim]:
     acc, t_acc = wide(summary, grid, "test_acc_mean"), thesis_wide(reference, "accuracy", "test")
     n = len(acc)
     out = []
@@ -118,7 +126,7 @@ def claims(summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid) -> 
             have = ((top["arch"] == "l1-512") & (top["method_tag"] == grid.baseline_tag)).any()
             verdict = "unclear" if n < MIN_CELLS or not have else ("confirmed" if (b["arch"], b["method_tag"]) == ("l1-512", grid.baseline_tag) else "refuted")
             out.append(Claim("9.6", "the best accuracy of all experiments is l1-512 with symmetric dropout", verdict, ours_best, "l1-512 dropout (Table 9.33)"))
-    ratios, basis = time_cells(summary, grid)
+    ratios, basis = time_cells(summary, grid, times, where)
     t_time = thesis_wide(reference, "time", "backward_time")
     t_ratio = t_time.div(t_time[BASELINE], axis=0)
     m = len(ratios)

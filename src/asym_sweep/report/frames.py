@@ -11,6 +11,7 @@ from asym_sweep.report import readings as rd
 from asym_sweep.report import thesis as th
 from asym_sweep.report.aggregate import epoch_curves, summarize
 from asym_sweep.report.collect import Collection
+from asym_sweep.report.sweep_times import SweepTimes
 
 
 @dataclass
@@ -27,11 +28,13 @@ class Frames:
     reference: pd.DataFrame
     readings: pd.DataFrame  # `readings.reading_table` of the runs: the readings page and the answer's ruled-out line
     epoch: str = "final"  # which epoch a run reports (`aggregate.summarize`): final, best_val or best_each
+    sweep: SweepTimes | None = None  # the timing sweep the time claims use (`sweep_times.load`)
 
 
-def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final") -> Frames:
+def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final", sweep: SweepTimes | None = None) -> Frames:
     summary = summarize(collection.runs, grid.time_baselines, epoch)
     reference = th.load_reference(grid)
-    times = th.time_comparison(summary, reference, grid)
+    times = th.time_comparison(summary, reference, grid, sweep.frame if sweep is not None else None)
     return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
-                  times, th.time_reduction_summary(times), reference, rd.reading_table(collection.runs, reference, grid), epoch)
+                  times, th.time_reduction_summary(times), reference, rd.reading_table(collection.runs, reference, grid), epoch,
+                  sweep)

@@ -59,18 +59,40 @@ def best_display(best: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
 
 
 def reduction_display(reduction: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
-    red = reduction[reduction["archs"] > 0]
+    red = reduction[(reduction["archs"] > 0) | (reduction["sweep_archs"] > 0)]
     rank = {tag: i for i, tag in enumerate(grid.order(red["method_tag"]))}
     red = red.assign(_rank=red["method_tag"].map(rank)).sort_values(["dataset", "_rank"])
     return pd.DataFrame({
         "Dataset": red["dataset"],
         "Method": [grid.label(t) for t in red["method_tag"]],
-        "Archs": red["archs"],
-        "Backward / dropout, ours (mean)": [tables.fmt_num(v, 3) for v in red["ratio_mean"]],
-        "ours (min–max)": [f"{a:.3f}–{b:.3f}" for a, b in zip(red["ratio_min"], red["ratio_max"])],
+        "Archs (sweep)": red["sweep_archs"],
+        "Backward / dropout, timing sweep (mean)": [tables.fmt_num(v, 3) for v in red["sweep_ratio_mean"]],
+        "sweep (min–max)": [f"{a:.3f}–{b:.3f}" if a == a else tables.NONE for a, b in zip(red["sweep_ratio_min"], red["sweep_ratio_max"])],
+        "Archs (runs)": red["archs"],
+        "20-epoch runs (mean)": [tables.fmt_num(v, 3) for v in red["ratio_mean"]],
+        "runs (min–max)": [f"{a:.3f}–{b:.3f}" if a == a else tables.NONE for a, b in zip(red["ratio_min"], red["ratio_max"])],
         "Thesis, same archs": [tables.fmt_num(v, 3) for v in red["thesis_on_shared"]],
         "Multiply-add ratio": [tables.fmt_num(v, 4) for v in red["flop_ratio_mean"]],
     })
+
+
+def thesis_time_lines(pattern: pd.DataFrame, grid: ThesisGrid) -> list[str]:
+    """The thesis' own time tables, examined (`thesis.time_table_pattern`), in sentences."""
+    lines = []
+    for r in pattern[pattern["method"] != "dropout"].itertuples():
+        lines.append(f"The thesis' time tables: {grid.label(grid.tags[r.method])} takes {r.most_common_ratio:.2f} of dropout's time "
+                     f"(to two decimals) on {r.archs_at_it} of {r.archs} architectures, {r.ratio_min:.2f}-{r.ratio_max:.2f} on all, while "
+                     f"the share of sensitivities it keeps (k over the width) runs from {r.kept_share_max:.2f} to {r.kept_share_min:.2f}.")
+    d = pattern[pattern["method"] == "dropout"]
+    if len(d) and d["dropout_line_r2_min"].notna().all():
+        r = d.iloc[0]
+        lines.append(f"Its dropout times lie on a straight line in the width at every depth (R² at least {r.dropout_line_r2_min:.4f}): "
+                     f"at depth {int(r.deepest)} they grow {r.time_growth:.1f}x from width {r.widths.replace('-', ' to ')}, while dense "
+                     f"backpropagation's multiply-adds grow {r.madds_growth:.0f}x. Times that follow the width and not the work, and "
+                     "ratios that do not move with k/n, are what a fixed cost per neuron or a timer around something other than the "
+                     "products would give; the thesis does not say what it timed. Our timing sweep's ratios fall with the width as "
+                     "the kept share does.")
+    return lines
 
 
 def sources_lines(runs: pd.DataFrame) -> list[str]:
@@ -96,7 +118,8 @@ def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section
         k, n = agree[split]
         s.add_text(f"Cells of the thesis' Fashion-MNIST tables agreeing on {name} accuracy (|ours - thesis| <= 1 pt, or the "
                    f"thesis' value inside our 95% CI): {k} of {n}" + (f" ({100 * k / n:.0f}%)." if n else "."))
-    claims = fidelity.claims(frames.summary, frames.reference, frames.grid)
+    where = frames.sweep.where if frames.sweep is not None else ""
+    claims = fidelity.claims(frames.summary, frames.reference, frames.grid, frames.times, where)
     if claims:
         w.table(s, pd.DataFrame([{"Claim": c.text, "Where": c.source, "Verdict": c.verdict, "Ours": c.ours, "Thesis": c.thesis}
                                  for c in claims]), "answer_claims", "The thesis' claims (abstract, 9.5-9.6, 10.1) against our numbers")
@@ -106,7 +129,12 @@ def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section
                 "Best method per architecture by mean test accuracy (thesis: top-k 60%, partial 28%, symmetric 12%)")
     reduction = reduction_display(frames.reduction, frames.grid)
     if not reduction.empty:
-        w.table(s, reduction, "answer_backward_ratio", "Backward time relative to symmetric dropout (thesis: about 0.62 for top-k)")
+        w.table(s, reduction, "answer_backward_ratio", "Backward time relative to symmetric dropout (thesis: about 0.62 for top-k)"
+                + (f"; timing sweep: {frames.sweep.where}" if frames.sweep is not None else "; no timing sweep yet (make timing)"))
+    pattern = th.time_table_pattern(frames.reference, frames.grid)
+    if not pattern.empty:
+        for line in thesis_time_lines(pattern, frames.grid):
+            s.add_text(line)
     if frames.accuracy.dropna(subset=["test_acc_mean", "thesis_test"]).shape[0]:
         fig = figures.thesis_scatter(frames.accuracy[frames.accuracy["method_tag"].isin(frames.grid.tags.values())], colors,
                                      "Our mean accuracy against the thesis' values, per cell (Fashion-MNIST and MNIST tables)", frames.grid)

@@ -90,6 +90,9 @@ def time_table(rows: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     for tag, r, n in _by_method(rows, grid):
         out.append({
             "Method": grid.label(tag),
+            "Timing sweep: backward ms/step": fmt_num(r.get("sweep_backward_ms"), 3),
+            "Sweep ratio to dropout (min–max over rounds)": fmt_range(r.get("sweep_ratio"), r.get("sweep_ratio_min"),
+                                                                     r.get("sweep_ratio_max"), 2, digits=3),
             "Backward s (ours): mean (min–max)": fmt_range(r["backward_s_mean"], r["backward_s_min"], r["backward_s_max"], n),
             "Ratio to dropout (ours)": fmt_num(r["backward_ratio"], 3, missing=MISSING if n == 0 else NONE),
             "Ratio taken to": (r.get("time_baseline") or NONE) if n else NONE,
