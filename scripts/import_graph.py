@@ -22,17 +22,18 @@ PACKAGE = "asym_sweep"
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top: a module may import its own layer and the layers below, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("utilities", ("timing", "native", "selection", "dropout", "resources", "provenance", "allocator", "data", "progress", "download", "runlock")),
-    ("engine", ("backward", "autograd", "procedure")),
+    ("utilities", ("timing", "native", "selection", "dropout", "resources", "provenance", "allocator", "data", "progress", "download", "runlock",
+                   "timing_records")),
+    ("engine", ("fused", "backward", "autograd", "procedure")),
     ("rules", ("rules", "rules.*")),
     ("model", ("model", "methods", "sparse")),
     ("setup", ("config", "grid", "records")),
-    ("running", ("train", "projection", "launch", "status")),
+    ("running", ("train", "projection", "launch", "status", "timing_sweep")),
     ("report", ("report", "report.*")),
     ("command line", ("__main__",)),
 ]
 # What a rule module may use: the engine (a rule with its own step also the procedure).
-RULE_IMPORTS = ("backward", "selection", "autograd", "procedure", "timing", "rules", "rules.*")
+RULE_IMPORTS = ("backward", "selection", "fused", "autograd", "procedure", "timing", "rules", "rules.*")
 
 
 def module_name(path: Path, src: Path) -> str:

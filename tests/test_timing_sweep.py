@@ -73,9 +73,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_data, c
     assert not out.exists()
 
 
-def test_missing_data_is_one_line(tmp_path, capsys):
+def test_missing_data_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ASYM_SWEEP_DATA", raising=False)
     out = tmp_path / "timing"
-    args = ["--archs", "l1-16", "--steps", "1", "--out", str(out), f"dataset.root={tmp_path / 'none'}"]
+    # MNIST has no Debian folder to fall back on: with no root and no $ASYM_SWEEP_DATA it is not found.
+    args = ["--archs", "l1-16", "--steps", "1", "--out", str(out), "dataset=mnist", f"dataset.root={tmp_path / 'none'}"]
     assert ts.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "data not found" in err[-1] and not out.exists()
