@@ -81,8 +81,8 @@ def thesis_time_lines(pattern: pd.DataFrame, grid: ThesisGrid) -> list[str]:
     lines = []
     for r in pattern[pattern["method"] != "dropout"].itertuples():
         lines.append(f"The thesis' time tables: {grid.label(grid.tags[r.method])} takes {r.most_common_ratio:.2f} of dropout's time "
-                     f"(to two decimals) on {r.archs_at_it} of {r.archs} architectures, {r.ratio_min:.2f}-{r.ratio_max:.2f} on all, while "
-                     f"the share of sensitivities it keeps (k over the width) runs from {r.kept_share_max:.2f} to {r.kept_share_min:.2f}.")
+                     f"(to two decimals) on {int(r.archs_at_it)} of {int(r.archs)} architectures, {r.ratio_min:.2f}-{r.ratio_max:.2f} on all, "
+                     f"while the share of sensitivities it keeps (k over the width) runs from {r.kept_share_max:.3f} to {r.kept_share_min:.3f}.")
     d = pattern[pattern["method"] == "dropout"]
     if len(d) and d["dropout_line_r2_min"].notna().all():
         r = d.iloc[0]
