@@ -51,6 +51,12 @@ LABELS = {
 # Settings that change a run's numbers but not its operations: a run of the baseline at another
 # value does the same work, so it may serve as the time baseline (`ThesisGrid.time_baselines`).
 COST_NEUTRAL_SETTINGS = frozenset({"dataset.scaling"})
+# Options of the experiment, not of a method (issue: one protocol for every method): all four
+# methods take the same value, chosen by their joint agreement with the thesis on the readings
+# panel (`report.readings.joint_table`, docs/methods.md "Experiment-wide options"). Each maps to
+# the values measured for all four methods. The reported epoch is experiment-wide too (the
+# report's --epoch), and the batch size and epochs, which no method file may change.
+EXPERIMENT_WIDE = {"dataset.scaling": ("unit", "standard")}
 # How a label names a setting a method file fixes (`ThesisGrid.label`).
 SETTING_WORDS = {("dataset.scaling", "standard"): "standardised inputs"}
 
@@ -122,6 +128,13 @@ class ThesisGrid:
         """Method name -> the tag of its grid runs' folders (``topk`` -> ``topk-k40``,
         ``dropout`` -> ``dropout-p0.4+standard``)."""
         return {name: spec.tag() + settings_suffix(self.settings.get(name, {}), schema_settings())
+                for name, spec in self.specs.items()}
+
+    def tags_with(self, settings: dict[str, Any]) -> dict[str, str]:
+        """Method name -> the tag its runs get with ``settings`` in place of what its file fixes:
+        ``tags_with({"dataset.scaling": "unit"})["dropout"]`` is ``dropout-p0.4``. The runs of one
+        experiment-wide choice (`EXPERIMENT_WIDE`), one per method."""
+        return {name: spec.tag() + settings_suffix({**self.settings.get(name, {}), **settings}, schema_settings())
                 for name, spec in self.specs.items()}
 
     @property

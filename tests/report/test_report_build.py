@@ -50,7 +50,8 @@ def test_report_from_a_partial_sweep(partial_sweep: Path, tmp_path: Path) -> Non
     index = (out / "index.html").read_text()  # checked through small values: pytest would diff 5 MB on failure
     n_tables, has_fig, inlined, cdn = (index.count('<table class="results"'), "fig-fashion_mnist_l1-64_accuracy" in index,
                                        "<script>" in index, "<script src=" in index)
-    assert (n_tables, has_fig, inlined, cdn) == (2 * 2 + 2 + 4, True, True, False)  # plotly.js is inlined, no network
+    # 2 archs x 2 tables, the summary's 2, the answer's 4 and its pattern and thesis-artefact tables
+    assert (n_tables, has_fig, inlined, cdn) == (2 * 2 + 2 + 4 + 2, True, True, False)  # plotly.js is inlined, no network
     assert "Architectures without runs (24)" in index and "mnist l1-512, " not in index.split("No runs yet for:")[0]
     assert (out / "figures" / "plotly.min.js").is_file() and (out / "figures" / "fashion_mnist_l1-64_time.html").is_file()
     assert report.static.startswith("static export")

@@ -170,3 +170,48 @@ def disagreements(accuracy: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
             rows.append({"arch": r.arch, "method": grid.label(r.method_tag), "split": split, "ours": getattr(r, f"{split}_acc_mean"),
                          "thesis": getattr(r, f"thesis_{split}"), "diff_pts": 100 * diff, "notes": "; ".join(notes)})
     return pd.DataFrame(rows)
+
+
+def pattern_table(accuracy: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
+    """Per thesis method over the Fashion-MNIST architectures: the correlation of our mean accuracy
+    with the thesis' across architectures, and the spread (standard deviation, in points) of each:
+    whether our methods respond to the architecture as the thesis' do, not only cell by cell."""
+    t = accuracy[(accuracy["dataset"] == DATASET) & accuracy["method_tag"].isin(grid.tags.values()) & (accuracy["n_seeds"] > 0)]
+    rows = []
+    for tag in grid.order(t["method_tag"].unique()):
+        g = t[t["method_tag"] == tag]
+        row: dict[str, object] = {"method_tag": tag, "archs": len(g)}
+        for split in ("val", "test"):
+            both = g.dropna(subset=[f"{split}_acc_mean", f"thesis_{split}"])
+            row[f"{split}_corr"] = float(both[f"{split}_acc_mean"].corr(both[f"thesis_{split}"])) if len(both) >= 3 else math.nan
+            row[f"{split}_spread_ours"] = 100 * float(both[f"{split}_acc_mean"].std())
+            row[f"{split}_spread_thesis"] = 100 * float(both[f"thesis_{split}"].std())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def artefacts_table(accuracy: pd.DataFrame, grid: ThesisGrid, seeds: int = 5) -> pd.DataFrame:
+    """The features of the thesis' own tables that bear on a disagreement, per method, ours beside:
+    the validation-test gap (points, mean over architectures); how much the accuracy moves with
+    depth at a fixed width (points, the mean over widths of the standard deviation over depths), for
+    validation and test; and the cells whose 95% half-width (test) is under a third of ours over
+    ``seeds`` seeds (the note `disagreements` gives a cell)."""
+    t = accuracy[(accuracy["dataset"] == DATASET) & accuracy["method_tag"].isin(grid.tags.values()) & (accuracy["n_seeds"] > 0)]
+    t = t.assign(width=t["arch"].str.split("-").str[1].astype(int))
+    rows = []
+    for tag in grid.order(t["method_tag"].unique()):
+        g = t[t["method_tag"] == tag]
+        by_width = g.groupby("width")
+        half_ours = (g["test_acc_hi"] - g["test_acc_lo"]) / 2
+        half_thesis = (g["thesis_test_hi"] - g["thesis_test_lo"]) / 2
+        rows.append({
+            "method_tag": tag, "archs": len(g),
+            "gap_thesis": 100 * float((g["thesis_val"] - g["thesis_test"]).mean()),
+            "gap_ours": 100 * float((g["val_acc_mean"] - g["test_acc_mean"]).mean()),
+            "depth_spread_val_thesis": 100 * float(by_width["thesis_val"].std().mean()),
+            "depth_spread_test_thesis": 100 * float(by_width["thesis_test"].std().mean()),
+            "depth_spread_val_ours": 100 * float(by_width["val_acc_mean"].std().mean()),
+            "depth_spread_test_ours": 100 * float(by_width["test_acc_mean"].std().mean()),
+            "narrow_ci_cells": int((half_thesis < half_ours / 3).sum()), "seeds": seeds,
+        })
+    return pd.DataFrame(rows)

@@ -185,3 +185,42 @@ def claims(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, choice
                          "ours": f"{sum(p[0] for p in pairs) / len(pairs):.3f}", "thesis": f"{sum(p[1] for p in pairs) / len(pairs):.3f}",
                          "agree": f"{len(pairs)} cells"})
     return pd.DataFrame(rows)
+
+
+def joint_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, key: str, values: tuple[str, ...],
+                epoch: str = "final", panel: tuple[str, ...] = PANEL, seeds: int = PANEL_SEEDS) -> pd.DataFrame:
+    """One row per value of an experiment-wide option (`grid.EXPERIMENT_WIDE`): the four methods'
+    runs at that value (`ThesisGrid.tags_with`), compared with the thesis together on the panel
+    cells where every one of them has ``seeds`` seeds. ``off`` is the mean over the four methods
+    of `off_thesis`; ``off_<method>`` each method's."""
+    summary = panel_summary(runs, grid, epoch, panel, seeds)
+    if summary.empty:
+        return pd.DataFrame()
+    t = compared(summary, reference)
+    sets = {value: grid.tags_with({key: value}) for value in values}
+    chosen = {value: t[t.apply(lambda r, tags=tags: tags.get(r["method"]) == r["method_tag"], axis=1)
+                       & (t["n_seeds"] >= seeds)] for value, tags in sets.items()}
+    full = [a for a in panel if all((g["arch"] == a).sum() == len(METHODS) for g in chosen.values())]
+    rows = []
+    for value, g in chosen.items():
+        g = g[g["arch"].isin(full)]
+        row = {"option": key, "value": value, "cells": len(full), "runs_of": ", ".join(sets[value][m] for m in METHODS),
+               "agree_val": int(g["val_agree"].sum()), "agree_test": int(g["test_agree"].sum()), "of": len(g),
+               "mean_abs_diff_val": float(g["val_diff"].abs().mean()) if len(g) else math.nan,
+               "mean_abs_diff_test": float(g["test_diff"].abs().mean()) if len(g) else math.nan}
+        for method in METHODS:
+            m = g[g["method"] == method]
+            row[f"off_{method}"] = float((m["val_diff"].abs().mean() + m["test_diff"].abs().mean()) / 2) if len(m) else math.nan
+        row["off"] = (row["mean_abs_diff_val"] + row["mean_abs_diff_test"]) / 2
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def experiment_wide_choice(table: pd.DataFrame, plain: str) -> str:
+    """The value all methods take: ``plain`` (the schema's default, the reading the thesis' text
+    implies) unless another is nearer the thesis over the four methods by more than `MARGIN`."""
+    if table.empty or table["cells"].iloc[0] == 0:
+        return plain
+    off = table.set_index("value")["off"]
+    best = off.idxmin()
+    return best if plain not in off or off[best] < off[plain] - MARGIN else plain

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from asym_sweep import grid as thesis_grid
+from asym_sweep.config import schema_settings
 from asym_sweep.grid import ThesisGrid
 from asym_sweep.report import fidelity, figures, tables
 from asym_sweep.report import readings as rd
@@ -73,6 +74,37 @@ def reduction_display(reduction: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame
         "runs (min–max)": [f"{a:.3f}–{b:.3f}" if a == a else tables.NONE for a, b in zip(red["ratio_min"], red["ratio_max"])],
         "Thesis, same archs": [tables.fmt_num(v, 3) for v in red["thesis_on_shared"]],
         "Multiply-add ratio": [tables.fmt_num(v, 4) for v in red["flop_ratio_mean"]],
+    })
+
+
+def pattern_display(p: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Method": [grid.label(t) for t in p["method_tag"]], "Archs": p["archs"],
+        **{f"{name}: correlation with the thesis": [tables.fmt_num(v, 2) for v in p[f"{split}_corr"]]
+           for split, name in (("val", "Validation"), ("test", "Test"))},
+        **{f"{name} spread, ours / thesis (pts)": [f"{a:.2f} / {b:.2f}" for a, b in zip(p[f"{split}_spread_ours"], p[f"{split}_spread_thesis"])]
+           for split, name in (("val", "Validation"), ("test", "Test"))},
+    })
+
+
+def artefacts_display(a: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Method": [grid.label(t) for t in a["method_tag"]],
+        "Validation - test gap, thesis / ours (pts)": [f"{x:+.2f} / {y:+.2f}" for x, y in zip(a["gap_thesis"], a["gap_ours"])],
+        "Spread over depth at a width, validation, thesis / ours (pts)":
+            [f"{x:.2f} / {y:.2f}" for x, y in zip(a["depth_spread_val_thesis"], a["depth_spread_val_ours"])],
+        "test, thesis / ours (pts)": [f"{x:.2f} / {y:.2f}" for x, y in zip(a["depth_spread_test_thesis"], a["depth_spread_test_ours"])],
+        "Cells with the thesis' test CI under a third of ours": [f"{n} of {k}" for n, k in zip(a["narrow_ci_cells"], a["archs"])],
+    })
+
+
+def joint_display(t: pd.DataFrame, choice: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Option": t["option"], "Value": [f"{v} (chosen)" if v == choice else v for v in t["value"]], "Cells": t["cells"],
+        "Runs": t["runs_of"], "Agree val / test": [f"{a} / {b} of {n}" for a, b, n in zip(t["agree_val"], t["agree_test"], t["of"])],
+        "Mean |diff| val / test (pts)": [f"{100 * a:.2f} / {100 * b:.2f}" for a, b in zip(t["mean_abs_diff_val"], t["mean_abs_diff_test"])],
+        **{f"Off, {m} (pts)": [tables.fmt_num(100 * v, 2) for v in t[f"off_{m}"]] for m in thesis_grid.METHODS},
+        "Off, all four (pts)": [tables.fmt_num(100 * v, 2) for v in t["off"]],
     })
 
 
@@ -145,6 +177,14 @@ def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section
         w.table(s, off.assign(ours=off["ours"].map("{:.4f}".format), thesis=off["thesis"].map("{:.4f}".format),
                               diff_pts=off["diff_pts"].map("{:+.2f}".format)).rename(columns={"diff_pts": "diff (pts)"}),
                 "answer_disagreements", "Where we disagree (cells with 2+ seeds), largest first, with what the thesis' own numbers show")
+    pattern = fidelity.pattern_table(frames.accuracy, frames.grid)
+    if not pattern.empty:
+        w.table(s, pattern_display(pattern, frames.grid), "answer_pattern",
+                "The pattern across the 25 architectures: correlation of our mean accuracy with the thesis', and the spread of each")
+    artefacts = fidelity.artefacts_table(frames.accuracy, frames.grid)
+    if not artefacts.empty:
+        w.table(s, artefacts_display(artefacts, frames.grid), "answer_thesis_artefacts",
+                "Features of the thesis' own tables that bear on the disagreements, ours beside them")
     ruled = ruled_out(frames)
     if ruled:
         s.add_text("Readings measured and ruled out on the readings panel (further from the thesis than the method's default "
@@ -268,6 +308,15 @@ def readings_section(frames: Frames, w: Writer) -> Section | None:
         w.table(s, readings_display(whole, "final"), "readings_whole_panel",
                 f"The readings with all {thesis_grid.PANEL_SEEDS} seeds on every panel cell, over all {len(thesis_grid.PANEL)} cells (final epoch): "
                 "readings without every seed on every panel cell are left out")
+    for key, values in thesis_grid.EXPERIMENT_WIDE.items():
+        joint = rd.joint_table(frames.collection.runs, frames.reference, frames.grid, key, values)
+        if not joint.empty and joint["cells"].iloc[0] > 0:
+            plain = str(schema_settings()[key])
+            choice = rd.experiment_wide_choice(joint, plain)
+            w.table(s, joint_display(joint, choice), f"readings_joint_{key.replace('.', '_')}",
+                    f"{key}, an option of the experiment: all four methods at each value, on the panel cells where all have "
+                    f"{thesis_grid.PANEL_SEEDS} seeds (the rule: {plain} unless another value is nearer the thesis over the four "
+                    f"methods by more than {100 * rd.MARGIN:.1f} pt)")
     for label, choice in (("today's defaults", {m: frames.grid.tags[m] for m in thesis_grid.METHODS}),
                           ("the best-agreeing reading of each method", rd.best_readings(table, "final"))):
         claims = rd.claims(frames.collection.runs, frames.reference, frames.grid, choice, "final")
