@@ -97,6 +97,10 @@ start() {
   start_munge
   write_conf
   stop_daemons quiet
+  if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
+    # Another cluster's daemons hold the ports (6817, 6818): its controller would answer for ours.
+    die "a slurmctld or slurmd is already running (pids $(pgrep -d, -x 'slurmctld|slurmd')): stop it first"
+  fi
   /usr/sbin/slurmctld -f "$conf" || die "slurmctld did not start (see $dir/log/slurmctld.log)"
   /usr/sbin/slurmd -f "$conf" || die "slurmd did not start (see $dir/log/slurmd.log)"
   for _ in $(seq 60); do
