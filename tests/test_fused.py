@@ -91,7 +91,7 @@ def test_fused_path_is_taken_where_a_rule_has_one(monkeypatch):
 
 def test_only_the_thesis_batch_scope_rules_have_a_fused_backward():
     with_spec = set()
-    for name, cls in RULES.items():
+    for name in RULES:
         for scope in ("batch", "sample"):
             rule = make_rule(name, scope=scope, **default_params(name))
             if rule.fused_spec() is not None:
