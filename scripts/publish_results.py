@@ -10,7 +10,10 @@ Only what the reproduction is made of, and only its records (``result.json`` and
 * ``results/readings/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of a reading of
   ``conf/reading`` that are not grid runs: the readings panel (cells of ``grid.PANEL``, seeds
   below 3) and a reading's runs on other grid cells (seeds below 5), such as the [0, 1]-pixel
-  dropout runs made while that was the grid's baseline (`dropout_unit`).
+  dropout runs made while that was the grid's baseline (`dropout_unit`);
+* ``results/rules/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of the rules experiment
+  (``+experiment=rules``: a `grid.rule_methods` method that is not a thesis method, on the panel,
+  seeds below 3).
 
 A folder counts only when its saved config's run tag is the folder's own (`records.run_tag`).
 
@@ -42,7 +45,8 @@ def reading_tags() -> set[str]:
         return {records.run_tag(compose(config_name="config", overrides=[f"+reading={r}"])) for r in grid.readings()}
 
 
-def destination(folder: Path, result: dict, out: Path, thesis_tags: set[str], readings: set[str]) -> Path | None:
+def destination(folder: Path, result: dict, out: Path, thesis_tags: set[str], readings: set[str],
+                rules: set[str] = frozenset()) -> Path | None:
     dataset, arch, tag, seed = records.folder_key(folder)
     if tag != records.run_tag(result["config"]):
         return None  # a folder made under another layout: not a record of ours
@@ -52,19 +56,22 @@ def destination(folder: Path, result: dict, out: Path, thesis_tags: set[str], re
     on_panel = arch in grid.PANEL and seed < grid.PANEL_SEEDS
     if tag in readings and dataset == "fashion_mnist" and (on_panel or on_grid):
         return out / "readings" / dataset / arch / tag / folder.name
+    if tag in rules and dataset == "fashion_mnist" and on_panel:
+        return out / "rules" / dataset / arch / tag / folder.name
     return None
 
 
 def publish(runs: Path, out: Path) -> tuple[int, int, list[str]]:
     """``(published, unchanged, refused)``."""
     thesis_tags, readings = set(grid.load_grid().tags.values()), reading_tags()
+    rules = set(grid.load_grid(methods=grid.rule_methods()).tags.values()) - thesis_tags
     new = same = 0
     refused: list[str] = []
     for folder in records.run_folders(runs):
         result, _ = records.read_result(folder)
         if result is None or result["status"] != "completed":
             continue
-        dest = destination(folder, result, out, thesis_tags, readings)
+        dest = destination(folder, result, out, thesis_tags, readings, rules)
         if dest is None:
             continue
         if (dest / records.RESULT_FILE).is_file():

@@ -22,6 +22,13 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose(config_name="config", overrides=overrides)
 
 
+def compose_with_hydra(overrides: list[str]) -> DictConfig:
+    """As `compose_config`, with the ``hydra`` node (the sweeper's and launcher's settings)."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
 # What `small_overrides` changes from the reference setup, as it appears in the run folder's
 # name (config.settings_tag): a 50-image validation set and one epoch.
 TINY = "+val50+e1"

@@ -9,7 +9,9 @@ import pytest
 
 from asym_sweep import grid, records
 from asym_sweep.config import CONF_DIR
-from helpers import compose_config
+from omegaconf import OmegaConf
+
+from helpers import compose_config, compose_with_hydra
 
 
 @pytest.mark.parametrize("name", grid.METHODS)
@@ -33,3 +35,32 @@ def test_a_method_file_that_fixes_other_keys_is_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="dropout.yaml sets train.epochs"):
         grid.load_grid(conf)
     assert grid.settings_from_conf("topk", conf) == {}  # a plain method file fixes nothing else
+
+
+def test_the_rules_experiment_holds_every_registered_rule_and_each_method_file_once():
+    from asym_sweep.rules import list_rules
+
+    names = grid.rule_methods()
+    assert sorted(names) == sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+    rules = {str(grid.method_node(n).rule) for n in names}
+    assert rules == set(list_rules()) and len(list_rules()) == 12
+    tags = grid.load_grid(methods=names).tags
+    assert len(set(tags.values())) == len(names), "two method files would share run folders"
+    assert {tags[m] for m in grid.METHODS} == set(grid.load_grid().tags.values())  # the grid's own runs
+
+
+def test_a_registered_rule_without_a_method_file_stops_the_rules_experiment(tmp_path: Path):
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    for name in ("swat", "swat_80"):
+        (conf / "method" / f"{name}.yaml").unlink()
+    with pytest.raises(ValueError, match="registered rule.* swat have no conf/method file"):
+        grid.rule_methods(conf)
+
+
+def test_the_rules_preset_sweeps_the_panel_seeds_and_the_registrys_methods():
+    cfg = compose_with_hydra(["+experiment=rules"])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    assert params["method"].split(",") == list(grid.rule_methods())
+    assert params["arch"].split(",") == list(grid.PANEL) and params["seed"] == f"range(0,{grid.PANEL_SEEDS})"
+    assert cfg.train.epochs == 20 and cfg.hydra.launcher._target_.endswith("JoblibLauncher")

@@ -57,6 +57,15 @@ def test_every_published_reading_record_is_a_reading_on_a_grid_cell():
         assert (arch in grid.PANEL and seed < grid.PANEL_SEEDS) or (arch in grid.ARCHS[dataset] and seed < 5)
 
 
+def test_every_published_rules_record_is_a_rules_experiment_run_on_the_panel():
+    tags = set(grid.load_grid(methods=grid.rule_methods()).tags.values()) - set(grid.load_grid().tags.values())
+    for folder in published(RESULTS / "rules"):
+        result = check_record(folder)
+        dataset, arch, tag, seed = records.folder_key(folder)
+        assert dataset == "fashion_mnist" and tag in tags and arch in grid.PANEL and seed < grid.PANEL_SEEDS
+        assert result["epochs"] == 20
+
+
 def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_path):
     from helpers import cli, small_overrides
 
@@ -91,15 +100,20 @@ def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_pa
     (["method=dropout", "dataset.scaling=unit"], "readings/fashion_mnist/l4-128/dropout-p0.4/seed3"),  # dropout_unit
     (["method=topk", "dataset.scaling=standard"], "readings/fashion_mnist/l4-128/topk-k40+standard/seed3"),
     (["method=topk", "train.batch_size=20"], None),  # no reading of conf/reading
+    (["method=swat_80", "arch=l2-128", "seed=2"], "rules/fashion_mnist/l2-128/swat-period1-sparsity0.8/seed2"),
+    (["method=swat_80", "seed=2"], None),  # the rules experiment runs on the panel only
+    (["method=vrpge", "arch=l5-64", "seed=3"], None),  # ... on its 3 seeds
+    (["method=topk", "arch=l2-128", "seed=2"], "fashion_mnist/l2-128/topk-k40/seed2"),  # a thesis method's: the grid's
 ])
 def test_a_run_is_published_where_its_settings_say(overrides, where, tmp_path):
     from helpers import compose_config
 
     publish = load_script("publish_results")
-    cfg = compose_config([*overrides, "arch=l4-128", "seed=3"])
+    cfg = compose_config(["arch=l4-128", "seed=3", *overrides])
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)
     folder = tmp_path / "runs" / records.run_subdir(cfg)
-    dest = publish.destination(folder, {"config": config}, tmp_path / "out", set(grid.load_grid().tags.values()),
-                               publish.reading_tags())
+    thesis = set(grid.load_grid().tags.values())
+    rules = set(grid.load_grid(methods=grid.rule_methods()).tags.values()) - thesis
+    dest = publish.destination(folder, {"config": config}, tmp_path / "out", thesis, publish.reading_tags(), rules)
     assert dest == (None if where is None else tmp_path / "out" / where)

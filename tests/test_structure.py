@@ -3,19 +3,10 @@ definition (the grid in the presets, the run-folder layout in Hydra's config).""
 
 from __future__ import annotations
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from asym_sweep import grid, records
-from asym_sweep.config import CONF_DIR
-from asym_sweep.launch import register_configs
-from helpers import load_script
-
-
-def compose_with_hydra(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+from helpers import compose_with_hydra, load_script
 
 
 def test_no_import_circle_and_no_import_against_the_layers(capsys):

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from asym_sweep.config import CONF_DIR, SETTING_TAGS, schema_settings, settings_suffix
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import Arch
+from asym_sweep.rules import list_rules
 
 DEPTHS = (1, 2, 3, 4, 5)
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -64,6 +65,22 @@ SETTING_WORDS = {("dataset.scaling", "standard"): "standardised inputs"}
 def readings(conf_dir: Path = CONF_DIR) -> tuple[str, ...]:
     """Every reading of ``conf/reading/`` (one file each), cheapest-first order is the sweep's."""
     return tuple(sorted(p.stem for p in (conf_dir / "reading").glob("*.yaml")))
+
+
+def rule_methods(conf_dir: Path = CONF_DIR) -> tuple[str, ...]:
+    """The rules experiment's methods (``+experiment=rules``): every ``conf/method`` file, grouped
+    by its registered rule in the registry's order, so a rule joins by being registered and given
+    a method file; a second file naming the same rule is a second setting (``swat_80.yaml``).
+    Raises where a registered rule has no method file (it would be silently missing)."""
+    files = sorted(p.stem for p in (conf_dir / "method").glob("*.yaml"))
+    by_rule: dict[str, list[str]] = {}
+    for name in files:
+        by_rule.setdefault(str(method_node(name, conf_dir).rule), []).append(name)
+    missing = [rule for rule in list_rules() if rule not in by_rule]
+    if missing:
+        raise ValueError(f"registered rule(s) {', '.join(missing)} have no conf/method file: add "
+                         f"conf/method/<name>.yaml with `rule: <rule>` and the source's default parameters")
+    return tuple(name for rule in list_rules() for name in by_rule[rule])
 
 
 def _method_file(name: str, conf_dir: Path) -> DictConfig:
@@ -180,6 +197,8 @@ class ThesisGrid:
         return {(a, t, s) for a in ARCHS.get(dataset, ()) for t in self.tags.values() for s in range(seeds)}
 
 
-def load_grid(conf_dir: Path = CONF_DIR) -> ThesisGrid:
-    return ThesisGrid({name: method_from_conf(name, conf_dir) for name in METHODS},
-                      {name: settings_from_conf(name, conf_dir) for name in METHODS})
+def load_grid(conf_dir: Path = CONF_DIR, methods: Iterable[str] = METHODS) -> ThesisGrid:
+    """The thesis' four methods; ``methods=rule_methods()``: the rules experiment's."""
+    methods = tuple(methods)
+    return ThesisGrid({name: method_from_conf(name, conf_dir) for name in methods},
+                      {name: settings_from_conf(name, conf_dir) for name in methods})

@@ -56,12 +56,12 @@ def register_configs() -> None:
 
 def grid_values(what: str, dataset: str = "") -> str:
     """A list of `grid` as a sweep value: ``archs`` of a dataset, the thesis' ``methods``, the
-    readings ``panel`` and its ``readings``."""
-    values = {"methods": grid.METHODS, "panel": grid.PANEL, "readings": grid.readings()}
+    readings ``panel`` and its ``readings``, and the rules experiment's ``rule_methods``."""
+    values = {"methods": grid.METHODS, "panel": grid.PANEL, "readings": grid.readings(), "rule_methods": grid.rule_methods()}
     if what == "archs":
         return ",".join(grid.ARCHS[dataset])
     if what not in values:
-        raise ValueError(f"${{grid:{what}}}: expected archs,<dataset>, methods, panel or readings")
+        raise ValueError(f"${{grid:{what}}}: expected archs,<dataset>, methods, panel, readings or rule_methods")
     return ",".join(values[what])
 
 

@@ -13,8 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m asym_sweep.report",
                                      description="Tables and figures from the runs, beside the thesis' published values (never trains).")
     parser.add_argument("--runs", default="outputs/runs", help="your runs root (default: outputs/runs)")
-    parser.add_argument("--published", nargs="*", default=["results", "results/readings"],
-                        help="roots of published runs, reported apart from yours (default: results results/readings; none: --published)")
+    parser.add_argument("--published", nargs="*", default=["results", "results/readings", "results/rules"],
+                        help="roots of published runs, reported apart from yours (default: results results/readings results/rules; none: --published)")
     parser.add_argument("--timing", nargs="*", default=["outputs/timing", "results/timing"],
                         help="timing-sweep folders in order of preference, yours first (default: outputs/timing results/timing); "
                              "the newest record of the first that has one answers the time claims")
