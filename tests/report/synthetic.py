@@ -70,7 +70,7 @@ def write_run(
                     "optimizer_s": 0.1} for e in range(1, epochs + 1)]
         result.update({
             "depth": a.depth, "width": a.width, "method_tag": tag, "rule": rule, "method_params": params, "scope": "batch",
-            "epochs": epochs, "batch_size": 50, "history": history,
+            "epochs": epochs, "batch_size": 50, "steps": 1100 * epochs, "history": history,
             "final": {"train_loss": 0.5, "val_loss": 0.5, "val_acc": val, "test_loss": 0.5, "test_acc": test},
             "timing": {"backward_s": backward, "select_s": select, "product_s": backward - select, "forward_s": 1.0,
                        "optimizer_s": 0.5, "eval_s": 0.1, "train_s": 3.0, "wall_s": 3.5},

@@ -23,11 +23,13 @@ from asym_sweep.report.frames import Frames, compute
 from asym_sweep.report.page import Section, render_page
 from asym_sweep.report.sections import (
     COMPARISON_FIGURE,
+    RULES_FIGURE,
     answer_section,
     arch_order,
     arch_section,
     coverage_lines,
     readings_section,
+    rules_section,
     summary_section,
 )
 from asym_sweep.report.writer import Writer
@@ -48,11 +50,17 @@ class Report:
 
 
 def export_static(figs: dict[str, go.Figure], folder: Path) -> str:
-    """The comparison figure as a PNG (`snapshot.write_png`); the others stay interactive HTML."""
+    """The comparison and rules figures as PNGs (`snapshot.write_png`); the others stay interactive HTML."""
     if COMPARISON_FIGURE not in figs:
         return "static export: no comparison figure yet (it needs runs of thesis cells)"
-    problem = snapshot.write_png(figs[COMPARISON_FIGURE], folder / f"{COMPARISON_FIGURE}.png")
-    return f"static export skipped: {problem}" if problem else f"static export: figures/{COMPARISON_FIGURE}.png"
+    written = []
+    for name in (COMPARISON_FIGURE, RULES_FIGURE):
+        if name in figs:
+            problem = snapshot.write_png(figs[name], folder / f"{name}.png")
+            if problem:
+                return f"static export skipped: {problem}"
+            written.append(f"figures/{name}.png")
+    return f"static export: {', '.join(written)}"
 
 
 def _replace_dir(staging: Path, out_dir: Path) -> None:
@@ -104,12 +112,18 @@ def _write(frames: Frames, root: Path, roots: list[Path], seeds: int, static: bo
     data.add_links("comparisons with the thesis", w.data("comparison_accuracy", frames.accuracy) + w.data("comparison_time", frames.times))
     if frames.sweep is not None:
         data.add_links(f"the timing sweep ({frames.sweep.where})", w.data("timing_sweep", frames.sweep.frame))
+    if frames.rules_cells is not None and len(frames.rules_cells):
+        data.add_links("the rules experiment, per panel cell and over the panel",
+                       w.data("rules_cells", frames.rules_cells) + w.data("rules_panel", frames.rules_panel))
     data.add_links("thesis values (Tables 9.1-9.52)", w.data("thesis_reference", frames.reference))
     colors = figures.method_colors(list(frames.summary["method_tag"]) + list(frames.grid.tags.values()), frames.grid)
     sections = [answer_section(frames, w, colors), summary_section(frames, w, seeds, colors)]
     readings = readings_section(frames, w)
     if readings is not None:
         sections.append(readings)
+    rules = rules_section(frames, w)
+    if rules is not None:
+        sections.append(rules)
     order = arch_order(frames)
     with_runs = set(map(tuple, runs[["dataset", "arch"]].drop_duplicates().to_numpy()))
     for i, (dataset, arch) in enumerate(order, start=1):

@@ -92,6 +92,7 @@ def run_row(run_dir: Path, result: dict[str, Any], config: dict[str, Any]) -> di
         "scope": result.get("scope", method.get("scope")),
         "seed": result["seed"],
         "epochs": result.get("epochs"),
+        "steps": result.get("steps"),
         "batch_size": result.get("batch_size"),
         "lr": config.get("train", {}).get("optim", {}).get("lr"),
         **{key: final.get(key) for key in records.FINAL_KEYS},

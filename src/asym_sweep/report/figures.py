@@ -131,3 +131,32 @@ def thesis_scatter(comparison: pd.DataFrame, colors: dict[str, str], title: str,
         fig.update_yaxes(title_text="ours", range=[lo, hi], row=1, col=col)
     fig.update_layout(title=title, height=460, margin={"t": 70})
     return fig
+
+
+# The rules page's colours by source (`report.rules.SOURCES`), symbols for the thesis' methods.
+SOURCE_COLORS = {"Srivastava 2022": PALETTE[0], "meProp variants": PALETTE[1], "SWAT": PALETTE[2], "VR-PGE": PALETTE[3]}
+
+
+def rules_tradeoff(panel: pd.DataFrame, title: str, costs: dict[str, str]) -> go.Figure:
+    """Test accuracy over the panel (mean, 95% CI) against each cost in ``costs`` (log x), one
+    marker per method coloured by source, the thesis' methods as diamonds, the Pareto front a line."""
+    fig = make_subplots(rows=1, cols=len(costs), subplot_titles=list(costs.values()), shared_yaxes=True)
+    shown: set[str] = set()
+    for col, cost in enumerate(costs, start=1):
+        d = panel.dropna(subset=[cost, "test_mean"])
+        for source, g in d.groupby("source", sort=False):
+            color = SOURCE_COLORS.get(source, PALETTE[len(SOURCE_COLORS)])
+            fig.add_trace(go.Scatter(
+                x=g[cost], y=g["test_mean"], mode="markers+text", name=source, legendgroup=source,
+                showlegend=source not in shown, text=g["name"], textposition="top center", textfont={"size": 9},
+                marker={"color": color, "size": 9, "symbol": ["diamond" if t else "circle" for t in g["thesis_method"]]},
+                error_y={"type": "data", "array": (g["test_hi"] - g["test_mean"]).fillna(0), "visible": True, "thickness": 1},
+                hovertemplate="%{text}: %{x:.3f}, test %{y:.4f}<extra></extra>"), row=1, col=col)
+            shown.add(source)
+        on = d[d[f"on_{cost.split('_')[0]}_front"]].sort_values(cost)
+        fig.add_trace(go.Scatter(x=on[cost], y=on["test_mean"], mode="lines", line={"color": "grey", "dash": "dot"},
+                                 name="Pareto front", legendgroup="front", showlegend=col == 1), row=1, col=col)
+        fig.update_xaxes(type="log", title_text=costs[cost], row=1, col=col)
+    fig.update_yaxes(title_text="test accuracy, mean over the panel", row=1, col=1)
+    fig.update_layout(title=title, height=520, margin={"t": 80})
+    return fig

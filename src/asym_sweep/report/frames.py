@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from asym_sweep.grid import ThesisGrid
+from asym_sweep.grid import ThesisGrid, load_grid, rule_methods
 from asym_sweep.report import readings as rd
+from asym_sweep.report import rules as rl
 from asym_sweep.report import thesis as th
 from asym_sweep.report.aggregate import epoch_curves, summarize
 from asym_sweep.report.collect import Collection
@@ -29,12 +30,22 @@ class Frames:
     readings: pd.DataFrame  # `readings.reading_table` of the runs: the readings page and the answer's ruled-out line
     epoch: str = "final"  # which epoch a run reports (`aggregate.summarize`): final, best_val or best_each
     sweep: SweepTimes | None = None  # the timing sweep the time claims use (`sweep_times.load`)
+    # The rules experiment (`report.rules`): per panel cell, over the panel, the sources' claims.
+    rules_cells: pd.DataFrame | None = None
+    rules_panel: pd.DataFrame | None = None
+    rules_claims: pd.DataFrame | None = None
+    rules_coverage: tuple[int, int] = (0, 0)
 
 
-def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final", sweep: SweepTimes | None = None) -> Frames:
+def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final", sweep: SweepTimes | None = None,
+            rules: ThesisGrid | None = None) -> Frames:
+    """``rules``: the rules experiment's methods (default: `grid.rule_methods` as conf/method has them)."""
     summary = summarize(collection.runs, grid.time_baselines, epoch)
     reference = th.load_reference(grid)
     times = th.time_comparison(summary, reference, grid, sweep.frame if sweep is not None else None)
+    rules = rules if rules is not None else load_grid(methods=rule_methods())
+    panel = rl.panel_table(collection.runs, rules)
     return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
                   times, th.time_reduction_summary(times), reference, rd.reading_table(collection.runs, reference, grid), epoch,
-                  sweep)
+                  sweep, rl.cell_table(collection.runs, rules), panel, rl.claims_table(panel),
+                  rl.coverage(collection.runs, rules))

@@ -13,6 +13,7 @@ from asym_sweep.config import schema_settings
 from asym_sweep.grid import ThesisGrid
 from asym_sweep.report import fidelity, figures, tables
 from asym_sweep.report import readings as rd
+from asym_sweep.report import rules as rl
 from asym_sweep.report import thesis as th
 from asym_sweep.report.aggregate import EPOCH_WORDS
 from asym_sweep.report.frames import Frames
@@ -323,4 +324,73 @@ def readings_section(frames: Frames, w: Writer) -> Section | None:
         if not claims.empty:
             w.table(s, claims.rename(columns=str.capitalize), f"readings_claims_{'defaults' if 'default' in label else 'best'}",
                     f"The thesis' claims on the panel with {label}: " + ", ".join(f"{m} {t}" for m, t in choice.items()))
+    return s
+
+
+RULES_FIGURE = "rules"  # the rules experiment's accuracy against cost: a PNG too (the README's second image)
+
+
+def rules_display(panel: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Rank": range(1, len(panel) + 1), "Method": panel["name"], "Run tag": panel["method_tag"], "Source": panel["source"],
+        "Test accuracy over the panel (95% CI)": [tables.fmt_ci(m, lo, hi, n) for m, lo, hi, n in
+                                                 zip(panel["test_mean"], panel["test_lo"], panel["test_hi"], panel["n_seeds"])],
+        "vs dropout (pts)": [tables.fmt_num(100 * v, 2, signed=True) for v in panel["gap_to_dropout"]],
+        "Backward time / dropout's": [tables.fmt_num(v, 3) for v in panel["time_ratio"]],
+        "Backward ms per step": [tables.fmt_num(v, 2) for v in panel["step_ms"]],
+        "Backward FLOPs / dense": [tables.fmt_num(v, 3) for v in panel["flop_ratio"]],
+        "Pareto front (time, FLOPs)": [", ".join(w for w, on in (("time", a), ("FLOPs", b)) if on) or "no"
+                                       for a, b in zip(panel["on_time_front"], panel["on_flop_front"])],
+    })
+
+
+def rules_cells_display(cells: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Cell": cells["arch"], "Method": cells["name"],
+        "Test accuracy (95% CI)": [tables.fmt_ci(m, lo, hi, n) for m, lo, hi, n in
+                                   zip(cells["test_mean"], cells["test_lo"], cells["test_hi"], cells["n_seeds"])],
+        "Backward time / dropout's": [tables.fmt_num(v, 3) for v in cells["time_ratio"]],
+        "Backward FLOPs / dense": [tables.fmt_num(v, 3) for v in cells["flop_ratio"]],
+        "Front (time, FLOPs)": [", ".join(w for w, on in (("time", a), ("FLOPs", b)) if on) or "no"
+                                for a, b in zip(cells["on_time_front"], cells["on_flop_front"])],
+        "CPU": cells["cpus"],
+    })
+
+
+def rules_claims_display(claims: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Source": claims["source"], "Its claim": claims["claim"], "Method": claims["method"],
+        "vs dropout (pts)": [tables.fmt_num(v, 2, signed=True) for v in claims["gap_to_dropout_pts"]],
+        "Backward time / dropout's": [tables.fmt_num(v, 3) for v in claims["time_ratio"]],
+        "Backward FLOPs / dense": [tables.fmt_num(v, 3) for v in claims["flop_ratio"]],
+        "On MLPs here": claims["verdict"],
+    })
+
+
+def rules_section(frames: Frames, w: Writer) -> Section | None:
+    """The rules page: every registered rule on the panel, accuracy against backward time and FLOPs."""
+    cells, panel = frames.rules_cells, frames.rules_panel
+    if cells is None or panel is None or not (~cells["name"].isin(thesis_grid.METHODS)).any():
+        return None
+    done, total = frames.rules_coverage
+    s = Section("rules", "The rules: every registered rule on one protocol")
+    s.add_text(f"python -m asym_sweep --multirun +experiment=rules: every conf/method file (each registered rule at its source's "
+               f"defaults, and a second setting where the source names one) on the readings panel ({', '.join(thesis_grid.PANEL)}), "
+               f"{thesis_grid.PANEL_SEEDS} seeds, 20 epochs, the grid's protocol, final epoch. {done} of {total} runs are in. "
+               "Time: backward seconds per step over symmetric dropout's in the same cell (median over seeds; the geometric mean "
+               "over the cells), from the 20-epoch runs, whose CPUs the per-cell table names. A method is on a Pareto front when "
+               "no other is at most as costly and at least as accurate.")
+    if len(panel):
+        front = ", ".join(panel.loc[panel["on_time_front"], "name"])
+        flop_front = ", ".join(panel.loc[panel["on_flop_front"], "name"])
+        s.add_text(f"Over the panel ({len(panel)} methods with every seed on every cell): on the time front {front}; "
+                   f"on the FLOP front {flop_front}.")
+        w.figure(s, figures.rules_tradeoff(panel, "Test accuracy against backward cost, over the panel", rl.COSTS), RULES_FIGURE)
+        w.table(s, rules_display(panel), "rules_ranking", "The methods ranked by test accuracy over the panel")
+        w.table(s, rules_claims_display(frames.rules_claims), "rules_claims",
+                f"The sources' claims on MLPs (accuracy: holds where the loss to dropout is at most {100 * rl.LOSS:.1f} pt; "
+                "cost: where the backward is faster than dropout's)")
+    else:
+        s.add_text("No method other than the thesis' has every seed on every panel cell yet: the per-cell table has what is in.")
+    w.table(s, rules_cells_display(cells), "rules_cells", "Per panel cell")
     return s
