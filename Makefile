@@ -5,9 +5,11 @@ PY     := $(VENV)/bin/python
 DATASET ?= fashion_mnist
 # Extra overrides for run/sweep, e.g. make run ARGS="method=partial arch=l2-128"
 ARGS ?=
-RUNS  ?= outputs/runs
-REPORT ?= outputs/report
-TIMING ?= outputs/timing
+# Folders, passed on only when named (make report RUNS=/scratch/runs); their defaults are
+# asym_sweep/paths.py's (outputs/runs, outputs/report, outputs/timing).
+RUNS  ?=
+REPORT ?=
+TIMING ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data run test sweep projection readings timing status report publish figure bench bench-fixed-cost bench-ensemble bench-cold-ops clean
@@ -43,23 +45,20 @@ readings: data  ## the readings panel: every reading of conf/reading on six cell
 	$(PY) -m asym_sweep --multirun +experiment=readings $(ARGS)
 
 timing: data  ## the timing sweep: every grid method's step on all 25 archs, one stretch, nothing else running (about 10 min; into TIMING)
-	$(PY) -m asym_sweep.timing_sweep --out $(TIMING) $(ARGS)
+	$(PY) -m asym_sweep.timing_sweep $(if $(TIMING),--out $(TIMING)) $(ARGS)
 
 status: setup  ## progress of the sweeps under RUNS
-	$(PY) -m asym_sweep.status --runs $(RUNS)
+	$(PY) -m asym_sweep.status $(if $(RUNS),--runs $(RUNS))
 
 report: setup  ## the published runs (results/) and yours (RUNS) beside the thesis' values, into REPORT (index.html)
-	$(PY) -m asym_sweep.report --runs $(RUNS) --out $(REPORT) $(ARGS)
+	$(PY) -m asym_sweep.report $(if $(RUNS),--runs $(RUNS)) $(if $(REPORT),--out $(REPORT)) $(ARGS)
 
 publish: setup  ## copy the finished grid and readings runs of RUNS into results/ (records only; never replaces one)
-	$(PY) scripts/publish_results.py --runs $(RUNS)
+	$(PY) scripts/publish_results.py $(if $(RUNS),--runs $(RUNS))
 
-figure:  ## the report's comparison figure into docs/figures/ (the README's image; installs chromium where it can)
+figure: setup  ## the report's comparison and rules figures into docs/figures/ (the README's images; installs chromium where it can)
 	@sh scripts/ensure_chromium.sh
-	@rm -f $(REPORT)/figures/comparison.png
-	$(MAKE) --no-print-directory report
-	@test -f $(REPORT)/figures/comparison.png || { echo "make figure: no static figure was exported (chromium missing); install chromium and run it again"; exit 1; }
-	mkdir -p docs/figures && cp $(REPORT)/figures/comparison.png docs/figures/comparison.png
+	$(PY) -m asym_sweep.report $(if $(RUNS),--runs $(RUNS)) $(if $(REPORT),--out $(REPORT)) --copy-figures docs/figures $(ARGS)
 
 bench: setup  ## benchmark the backward rules against dense, nn.Linear and meProp's technique (the sweep's time: make projection)
 	$(PY) scripts/bench_backward.py $(ARGS)

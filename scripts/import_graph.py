@@ -22,7 +22,7 @@ PACKAGE = "asym_sweep"
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top: a module may import its own layer and the layers below, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("utilities", ("timing", "native", "selection", "dropout", "resources", "provenance", "allocator", "data", "progress", "download", "runlock",
+    ("utilities", ("paths", "timing", "native", "selection", "dropout", "resources", "provenance", "allocator", "data", "progress", "download", "runlock",
                    "timing_records")),
     ("engine", ("fused", "backward", "autograd", "procedure")),
     ("rules", ("rules", "rules.*")),

@@ -31,12 +31,11 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from asym_sweep import grid, records
+from asym_sweep import grid, paths, records
 from asym_sweep.config import CONF_DIR
 from asym_sweep.launch import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID_SEEDS = 5  # the thesis grid's seeds (9.1.2: 5 runs per cell)
 
 
 def reading_tags() -> set[str]:
@@ -50,7 +49,7 @@ def destination(folder: Path, result: dict, out: Path, thesis_tags: set[str], re
     dataset, arch, tag, seed = records.folder_key(folder)
     if tag != records.run_tag(result["config"]):
         return None  # a folder made under another layout: not a record of ours
-    on_grid = arch in grid.ARCHS.get(dataset, ()) and seed < GRID_SEEDS
+    on_grid = arch in grid.ARCHS.get(dataset, ()) and seed < grid.GRID_SEEDS
     if tag in thesis_tags and on_grid:
         return out / dataset / arch / tag / folder.name
     on_panel = arch in grid.PANEL and seed < grid.PANEL_SEEDS
@@ -94,8 +93,8 @@ def publish(runs: Path, out: Path) -> tuple[int, int, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=Path, required=True, help="a runs root (the sweep's runs_root)")
-    p.add_argument("--out", type=Path, default=ROOT / "results")
+    p.add_argument("--runs", type=Path, default=Path(paths.RUNS), help=f"a runs root (the sweep's runs_root; default {paths.RUNS})")
+    p.add_argument("--out", type=Path, default=ROOT / paths.RESULTS)
     args = p.parse_args(argv)
     if not args.runs.is_dir():
         print(f"publish_results: error: no runs folder at {args.runs}", file=sys.stderr)

@@ -46,3 +46,29 @@ def test_hydras_run_folder_is_the_records_layout():
         assert cfg.hydra.run.dir == str(records.run_dir(job))
         assert cfg.hydra.sweep.subdir == records.run_subdir(job)
         assert cfg.hydra.sweep.dir == job.runs_root
+
+
+def test_every_default_folder_and_the_seed_counts_have_one_definition():
+    """paths.py owns the folders, grid.py the seed counts: no other file of the code, the configs or
+    the Makefile spells a default folder out, or gives a seed count as a number."""
+    import re
+    from pathlib import Path
+
+    from asym_sweep import paths
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("src/asym_sweep/**/*.py"), *root.glob("scripts/*.py"), *root.glob("conf/**/*.yaml"), root / "Makefile"]
+    folders = (paths.RUNS, paths.REPORT, paths.TIMING, *paths.PUBLISHED_RUNS[1:], paths.PUBLISHED_TIMING)
+    # A folder as a value (quoted, or after = or :), not a mention inside a sentence of a docstring.
+    spelled = re.compile("|".join(rf"""(["'=]|: ){re.escape(f)}\b""" for f in folders))
+    seeds = re.compile(r"n_seeds: *\d|--seeds\b[^\n]*default=\d|SEEDS = \d")
+    found = []
+    for path in files:
+        if path.name == "paths.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if spelled.search(code) or (seeds.search(code) and path.name != "grid.py"):
+                found.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+    assert found == []
+    assert sum(bool(re.match(r"(GRID|PANEL)_SEEDS = \d", line)) for line in (root / "src/asym_sweep/grid.py").read_text().splitlines()) == 2

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 import torch
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
+from asym_sweep import paths
 from asym_sweep.methods import MethodConfig
 from asym_sweep.data import SCALINGS
 from asym_sweep.model import DROPOUT_AT, parse_arch
@@ -67,9 +68,10 @@ class RunConfig:
     device: str = "auto"  # "auto" picks CUDA when present
     threads: int = 0  # torch threads; 0 = cores / parallel jobs
     progress: str = "auto"  # "auto" (only on a terminal), "on", "off"
-    runs_root: str = "outputs/runs"
-    # Number of seeds that the thesis presets sweep (seed=range(0, n_seeds)).
-    n_seeds: int = 5
+    runs_root: str = paths.RUNS
+    # Number of seeds a preset sweeps (seed=range(0, n_seeds)): the thesis grid's (grid.GRID_SEEDS)
+    # unless the preset names another (the panel's, ${grid:panel_seeds}).
+    n_seeds: int = II("grid:seeds")
     # A multirun's projected time (asym_sweep.projection): "off", "print" it before the jobs
     # start, or "only" print it and train nothing.
     projection: str = "off"

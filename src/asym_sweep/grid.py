@@ -42,7 +42,8 @@ BASELINE = "dropout"
 # The readings panel (`+experiment=readings`): six cells spanning depth 1-5 and width
 # 64-1024, two of width 1024, and l3-512, where the thesis' partial connectivity beats top-k.
 PANEL = ("l5-64", "l2-128", "l1-256", "l3-512", "l1-1024", "l2-1024")
-PANEL_SEEDS = 3  # seeds 0-2 of every panel cell (conf/experiment/readings.yaml's n_seeds)
+GRID_SEEDS = 5  # seeds 0-4 of every grid cell (9.1.2: five runs per cell); RunConfig.n_seeds's default
+PANEL_SEEDS = 3  # seeds 0-2 of every panel cell (the readings and rules presets' n_seeds)
 LABELS = {
     "dropout": "Symmetric dropout",
     "topk": "Top-k asymmetry",

@@ -54,14 +54,18 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("grid", grid_values)
 
 
-def grid_values(what: str, dataset: str = "") -> str:
+def grid_values(what: str, dataset: str = "") -> str | int:
     """A list of `grid` as a sweep value: ``archs`` of a dataset, the thesis' ``methods``, the
-    readings ``panel`` and its ``readings``, and the rules experiment's ``rule_methods``."""
+    readings ``panel`` and its ``readings``, and the rules experiment's ``rule_methods``; or a seed
+    count: the grid's ``seeds``, the panel's ``panel_seeds``."""
+    counts = {"seeds": grid.GRID_SEEDS, "panel_seeds": grid.PANEL_SEEDS}
+    if what in counts:
+        return counts[what]
     values = {"methods": grid.METHODS, "panel": grid.PANEL, "readings": grid.readings(), "rule_methods": grid.rule_methods()}
     if what == "archs":
         return ",".join(grid.ARCHS[dataset])
     if what not in values:
-        raise ValueError(f"${{grid:{what}}}: expected archs,<dataset>, methods, panel, readings or rule_methods")
+        raise ValueError(f"${{grid:{what}}}: expected archs,<dataset>, methods, panel, readings, rule_methods, seeds or panel_seeds")
     return ",".join(values[what])
 
 

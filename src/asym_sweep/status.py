@@ -25,8 +25,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from asym_sweep import records
-from asym_sweep.grid import ThesisGrid, load_grid
+from asym_sweep import paths, records
+from asym_sweep.grid import GRID_SEEDS, ThesisGrid, load_grid
 
 STATES = records.STATES
 
@@ -121,8 +121,8 @@ def render(rows: list[dict[str, object]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Progress of asym-sweep runs, from the run folders.")
-    parser.add_argument("--runs", default="outputs/runs", help="runs root (default: outputs/runs)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per cell of the thesis grid (default: 5)")
+    parser.add_argument("--runs", default=paths.RUNS, help=f"runs root (default: {paths.RUNS})")
+    parser.add_argument("--seeds", type=int, default=GRID_SEEDS, help=f"seeds per cell of the thesis grid (default: {GRID_SEEDS})")
     args = parser.parse_args(argv)
     root = Path(args.runs)
     if not root.is_dir():

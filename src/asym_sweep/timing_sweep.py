@@ -35,7 +35,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from asym_sweep import native, provenance, resources
+from asym_sweep import native, paths, provenance, resources
 from asym_sweep.launch import register_configs
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import CONF_DIR
@@ -241,7 +241,8 @@ def run(plan: Plan, out: Path, overrides: Sequence[str], log: Callable[[str], No
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m asym_sweep.timing_sweep", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="outputs/timing", help="folder of the record (default outputs/timing; ours: results/timing)")
+    p.add_argument("--out", default=paths.TIMING,
+                   help=f"folder of the record (default {paths.TIMING}; the published ones: {paths.PUBLISHED_TIMING})")
     p.add_argument("--archs", nargs="+", default=list(Plan.archs), help="architectures (default: the 25 of the grid)")
     p.add_argument("--methods", nargs="+", default=list(Plan.methods), help="grid methods (default: all four)")
     for name in ("warmup", "steps", "rounds", "threads", "seed"):

@@ -96,6 +96,12 @@ def test_cli_builds_and_summarises(partial_sweep: Path, tmp_path: Path) -> None:
     assert (tmp_path / "r" / "index.html").is_file()
 
 
+def test_copying_the_figures_needs_their_export(partial_sweep: Path, tmp_path: Path) -> None:
+    done = report_cli("--runs", str(partial_sweep), "--out", str(tmp_path / "r"), "--no-static", "--copy-figures", str(tmp_path / "f"))
+    assert done.returncode == 2 and "--copy-figures needs the PNG export" in done.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "f").exists()
+
+
 def test_a_sweep_without_dropout_runs_says_why_its_time_ratios_are_missing(tmp_path: Path) -> None:
     """Issue 15.8: the time-ratio table was headers only and the heatmap blank, without a word."""
     runs = tmp_path / "runs"

@@ -15,7 +15,7 @@ from typing import Callable
 
 import plotly.graph_objects as go
 
-from asym_sweep.grid import ThesisGrid, load_grid
+from asym_sweep.grid import GRID_SEEDS, ThesisGrid, load_grid
 from asym_sweep.report import figures, snapshot, sweep_times
 from asym_sweep.report.aggregate import EPOCH_WORDS
 from asym_sweep.report.collect import collect
@@ -71,7 +71,7 @@ def _replace_dir(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build(runs_root: Path, out_dir: Path, seeds: int = 5, static: bool = True, log: Callable[[str], None] = print,
+def build(runs_root: Path, out_dir: Path, seeds: int = GRID_SEEDS, static: bool = True, log: Callable[[str], None] = print,
           grid: ThesisGrid | None = None, epoch: str = "final", published: list[Path] | tuple[Path, ...] = (),
           timing: list[Path] | tuple[Path, ...] = ()) -> Report:
     """The report of the published runs (``published``, e.g. ``results/``) and the user's (``runs_root``);
