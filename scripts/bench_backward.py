@@ -40,7 +40,7 @@ from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.data import DataError, load_splits
 from asym_sweep.dropout import helper_masks_agree
 from asym_sweep.grid import method_from_conf
-from asym_sweep.methods import MethodSpec
+from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.sparse import LinearGrads, Needs, TopK
@@ -176,14 +176,14 @@ def method_options(method: str) -> tuple[str, dict[str, object]]:
     return name, params
 
 
-def method_spec(method: str, scope: str, k: int | None = None) -> MethodSpec:
+def method_spec(method: str, scope: str, k: int | None = None) -> MethodConfig:
     """A conf/method file's method in ``scope``; ``k`` replaces top-k's k (meProp's MNIST setting: 30)."""
     name, options = method_options(method)
     if name == "dense":
-        return MethodSpec(name="dense", rule="dense", scope=scope)
+        return MethodConfig(name="dense", rule="dense", scope=scope)
     spec = method_from_conf(name)
     params = {**spec.params, "k": k} if k is not None and name == "topk" else dict(spec.params)
-    return MethodSpec(spec.name, spec.rule, {**params, **options}, scope, spec.dropout, spec.sparsify_output)
+    return MethodConfig(spec.name, spec.rule, {**params, **options}, scope, spec.dropout, spec.sparsify_output)
 
 
 def topk_k(k: int | None) -> int:

@@ -78,13 +78,13 @@ def functional(rule_name: str, params: dict, scope: str) -> dict[str, str | None
 
 
 def training(method: dict, scope: str) -> dict[str, str | None]:
-    from asym_sweep.methods import MethodSpec
+    from asym_sweep.methods import MethodConfig
     from asym_sweep.model import build_mlp, parse_arch
     from asym_sweep.procedure import make_procedure
     from asym_sweep.timing import Timers
     from asym_sweep.train import make_adam
 
-    spec = MethodSpec.from_config({**method, "scope": scope})
+    spec = MethodConfig.from_config({**method, "scope": scope})
     arch = parse_arch("l2-64")
     torch.manual_seed(5)
     model = build_mlp(arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=3, nonnegative_pixels=True)

@@ -21,7 +21,7 @@ from asym_sweep import allocator
 PROBE = """
 import resource, sys, torch
 from asym_sweep.allocator import keep_freed_memory
-from asym_sweep.methods import MethodSpec
+from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import make_procedure
 from asym_sweep.timing import Timers
@@ -29,7 +29,7 @@ from asym_sweep.train import make_adam
 applied = keep_freed_memory() if sys.argv[1] == "kept" else None
 torch.set_num_threads(1)
 arch = parse_arch("l3-1024")
-model = build_mlp(arch, MethodSpec(name="dense", rule="dense").layer_rules(arch.depth + 1), 0.0, seed=0)
+model = build_mlp(arch, MethodConfig(name="dense", rule="dense").layer_rules(arch.depth + 1), 0.0, seed=0)
 procedure = make_procedure(model, make_adam(model.parameters()), Timers(None), 0)
 x, y = torch.randn(50, 1, 28, 28), torch.randint(0, 10, (50,))
 for _ in range(5):

@@ -2,19 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from asym_sweep.methods import MethodSpec
+from asym_sweep.methods import MethodConfig
 
 
 @pytest.mark.parametrize(
     "spec,tag",
     [
-        (MethodSpec("topk", "topk", {"k": 40}), "topk-k40"),
-        (MethodSpec("partial", "partial", {"k1": 40, "k2": 200}), "partial-k1_40-k2_200"),
-        (MethodSpec("complete", "complete", {"k": 170}), "complete-k170"),
-        (MethodSpec("dropout", "dense", {}, dropout=0.4), "dropout-p0.4"),
-        (MethodSpec("topk", "topk", {"k": 40}, scope="sample"), "topk-k40-sample"),
-        (MethodSpec("dropout", "dense", {}, scope="sample", dropout=0.4), "dropout-p0.4"),
-        (MethodSpec("topk", "topk", {"k": 40}, sparsify_output=False), "topk-k40-denseout"),
+        (MethodConfig("topk", "topk", {"k": 40}), "topk-k40"),
+        (MethodConfig("partial", "partial", {"k1": 40, "k2": 200}), "partial-k1_40-k2_200"),
+        (MethodConfig("complete", "complete", {"k": 170}), "complete-k170"),
+        (MethodConfig("dropout", "dense", {}, dropout=0.4), "dropout-p0.4"),
+        (MethodConfig("topk", "topk", {"k": 40}, scope="sample"), "topk-k40-sample"),
+        (MethodConfig("dropout", "dense", {}, scope="sample", dropout=0.4), "dropout-p0.4"),
+        (MethodConfig("topk", "topk", {"k": 40}, sparsify_output=False), "topk-k40-denseout"),
     ],
 )
 def test_tags_are_distinct_and_readable(spec, tag):
@@ -22,11 +22,11 @@ def test_tags_are_distinct_and_readable(spec, tag):
 
 
 def test_from_config_and_rule_construction():
-    spec = MethodSpec.from_config({"name": "partial", "rule": "partial", "params": {"k1": 4, "k2": 9}, "scope": "sample"})
+    spec = MethodConfig.from_config({"name": "partial", "rule": "partial", "params": {"k1": 4, "k2": 9}, "scope": "sample"})
     rule = spec.make_rule()
     assert rule.name == "partial" and rule.params() == {"k1": 4, "k2": 9, "x_scope": None} and rule.scope == "sample"
 
 
 def test_bad_method_parameters_raise_value_error():
     with pytest.raises(ValueError, match="needs k2"):
-        MethodSpec("partial", "partial", {"k1": 4}).make_rule()
+        MethodConfig("partial", "partial", {"k1": 4}).make_rule()

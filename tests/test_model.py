@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asym_sweep.methods import MethodSpec
+from asym_sweep.methods import MethodConfig
 from asym_sweep.grid import FASHION_ARCHS as THESIS_ARCHS
 from asym_sweep.model import Arch, build_mlp, parse_arch
 from asym_sweep.sparse import Dense, TopK
@@ -61,7 +61,7 @@ def test_dropout_only_in_training():
 
 
 def test_output_layer_can_be_excluded():
-    spec = MethodSpec("topk", "topk", {"k": 5}, sparsify_output=False)
+    spec = MethodConfig("topk", "topk", {"k": 5}, sparsify_output=False)
     rules = spec.layer_rules(3)
     assert [r.name for r in rules] == ["topk", "topk", "dense"]
     assert rules[0] is not rules[1]  # one object per layer
@@ -209,7 +209,7 @@ def test_the_nonnegative_input_shortcut_leaves_gradients_unchanged(
     if override.get("period", 1) > 1 and scope == "sample":
         pytest.skip("threshold reuse is batch scope only")
     base = method_from_conf(method)
-    spec = MethodSpec(base.name, base.rule, {**base.params, **override}, scope)
+    spec = MethodConfig(base.name, base.rule, {**base.params, **override}, scope)
     a = parse_arch("l2-48")
     runs = []
     for told in (True, False):

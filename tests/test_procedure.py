@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from asym_sweep.methods import MethodSpec
+from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import Madds, Procedure, make_procedure
 from asym_sweep.timing import Timers
@@ -12,7 +12,7 @@ from asym_sweep.train import make_adam
 
 
 def procedure_for(rule: str, arch: str = "l2-64", **params) -> Procedure:
-    spec = MethodSpec(name=rule, rule=rule, params=params)
+    spec = MethodConfig(name=rule, rule=rule, params=params)
     a = parse_arch(arch)
     model = build_mlp(a, spec.layer_rules(a.depth + 1), seed=0)
     return make_procedure(model, make_adam(model.parameters()), Timers(), seed=0)

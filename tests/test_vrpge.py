@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from asym_sweep.autograd import GradSink
-from asym_sweep.methods import MethodSpec
+from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.procedure import make_procedure
 from asym_sweep.timing import Timers
@@ -113,7 +113,7 @@ def test_policy_gradient_is_unbiased_for_the_preconditioned_gradient(alpha):
 
 
 def vrpge_model(arch="l2-8", seed=0, **params):
-    spec = MethodSpec(name="vrpge", rule="vrpge", params=params)
+    spec = MethodConfig(name="vrpge", rule="vrpge", params=params)
     a = parse_arch(arch)
     return build_mlp(a, spec.layer_rules(a.depth + 1), seed=seed)
 
@@ -248,7 +248,7 @@ def test_state_round_trip_continues_identically():
 
 
 def test_finetune_epochs_must_leave_a_search_epoch():
-    spec = MethodSpec(name="vrpge", rule="vrpge", params={"finetune_epochs": 3})
+    spec = MethodConfig(name="vrpge", rule="vrpge", params={"finetune_epochs": 3})
     with pytest.raises(ValueError, match="leaves no epoch to learn the masks"):
         spec.make_rule().check_training(3)
     spec.make_rule().check_training(4)

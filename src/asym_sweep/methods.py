@@ -102,6 +102,3 @@ def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
         return dict(OmegaConf.to_container(params, resolve=True))  # type: ignore[arg-type]
     return dict(params)
 
-
-# The name users import (it was a separate frozen copy of these fields before).
-MethodSpec = MethodConfig

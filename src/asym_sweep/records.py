@@ -1,5 +1,6 @@
 """What a run leaves on disk, and where: the one owner of the run-folder layout, the
-``result.json`` format (its writer and its readers), the checkpoint's keys and the run lock.
+``result.json`` format (its writer and its readers) and the checkpoint's keys; the run lock is
+`runlock`'s.
 
 Layout: ``<runs_root>/<dataset>/<arch>/<run tag>/seed<N>/`` (`run_subdir`), the run tag
 being the method tag plus any setting off the reference setup (`run_tag`). Hydra's run

@@ -38,14 +38,9 @@ from asym_sweep.selection import magnitude_keys, magnitudes, topk_columns, topk_
 __all__ = [
     "RULES", "SCOPES", "BackwardRule", "Complete", "Dense", "GradSink", "LinearGrads", "Needs", "OneK", "Partial",
     "SelectedSensitivities", "TopK", "apply_rule", "dense_grads", "list_rules", "magnitude_keys", "magnitudes",
-    "make_rule", "register_rule", "registered_rules", "row_block_grads", "sparse_linear", "timed", "topk_columns",
+    "make_rule", "register_rule", "row_block_grads", "sparse_linear", "timed", "topk_columns",
     "topk_rows",
 ]
-
-
-def registered_rules() -> dict[str, type[BackwardRule]]:
-    """Every rule by name (the ``rules`` package registers them on import)."""
-    return RULES
 
 
 def sparse_linear(
