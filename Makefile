@@ -12,7 +12,7 @@ REPORT ?=
 TIMING ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test sweep projection readings timing status report publish figure bench bench-fixed-cost bench-ensemble bench-cold-ops clean
+.PHONY: help setup data run test lint sweep projection readings timing status report publish figure bench bench-fixed-cost bench-ensemble bench-cold-ops clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ run: data  ## set up, get the data, and train the default run (method=topk arch=
 test: setup  ## set up (incl. chromium for the report's browser test, when possible) and run the tests
 	@sh scripts/ensure_chromium.sh
 	$(PY) -m pytest -q $(ARGS)
+
+lint: setup  ## the house style: ruff check and ruff format --check (pyproject.toml's [tool.ruff]; tests/test_style.py runs both)
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m ruff format --check src tests scripts
 
 sweep: data  ## the thesis' Fashion-MNIST grid: 25 archs x 4 methods x 5 seeds (resumable)
 	$(PY) -m asym_sweep --multirun +experiment=thesis_fashion $(ARGS)

@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.size, args.tensors, args.threads, args.rounds) < 1 or args.warmup < 0:
         p.error("--size, --tensors, --threads and --rounds must be at least 1, --warmup at least 0")
     torch.set_num_threads(args.threads)
-    print(f"# {args.tensors} tensors of {args.size}x{args.size}, {args.threads} threads, medians of {args.rounds} interleaved rounds")
+    print(
+        f"# {args.tensors} tensors of {args.size}x{args.size}, {args.threads} threads, medians of {args.rounds} "
+        "interleaved rounds"
+    )
     print(render(measure(build(args.size, args.tensors), args.warmup, args.rounds, args.seed)))
     return 0
 

@@ -131,11 +131,16 @@ def meprop_mlp(arch: str, seed: int, k: int) -> nn.Module:
 # selection, gather or write. Both still hand every parameter a (zero) gradient through the
 # layer's GradSink, so that Adam streams all of its state as in training and the backward
 # meets caches as cold as top-k's does. Weights of the sparse layers never change.
-def _no_rows(x: torch.Tensor, weight: torch.Tensor, needs: Needs) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+def _no_rows(
+    x: torch.Tensor, weight: torch.Tensor, needs: Needs
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
     """(weight, bias, rows) gradients that select no row: the sink zeroes, writes nothing."""
     rows = torch.empty(0, dtype=torch.long, device=x.device)
-    return (weight.new_empty(0, weight.shape[1]) if needs.weight else None,
-            weight.new_empty(0) if needs.bias else None, rows)
+    return (
+        weight.new_empty(0, weight.shape[1]) if needs.weight else None,
+        weight.new_empty(0) if needs.bias else None,
+        rows,
+    )
 
 
 @dataclass(kw_only=True)
@@ -190,8 +195,16 @@ def topk_k(k: int | None) -> int:
     return int(k if k is not None else method_from_conf("topk").params["k"])
 
 
-def make_case(arch: str, method: str, scope: str, batch: int, device: torch.device, seed: int, compile: bool = False,
-              k: int | None = None) -> Case:
+def make_case(
+    arch: str,
+    method: str,
+    scope: str,
+    batch: int,
+    device: torch.device,
+    seed: int,
+    compile: bool = False,
+    k: int | None = None,
+) -> Case:
     if method == "meprop":
         model = meprop_mlp(arch, seed, topk_k(k)).to(device).train()
         return Case(arch, method, scope, batch, model, make_adam(model.parameters()), None)
@@ -205,7 +218,11 @@ def make_case(arch: str, method: str, scope: str, batch: int, device: torch.devi
     else:
         spec = method_spec(method, scope, k)
         # As train.run builds it: the inputs (pixels in [0, 1], `measure`) are non-negative.
-        model = build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed, nonnegative_pixels=True).to(device).train()
+        model = (
+            build_mlp(a, spec.layer_rules(a.depth + 1), spec.dropout, seed=seed, nonnegative_pixels=True)
+            .to(device)
+            .train()
+        )
     optimizer = make_adam(model.parameters())
     # Set up exactly as train.run does.
     procedure = make_procedure(model, optimizer, Timers(device_sync(device)), seed)
@@ -232,17 +249,21 @@ def step(case: Case, x: torch.Tensor, y: torch.Tensor, sync, record: bool) -> No
         procedure_step(case, x, y, sync, record)
         return
     marks = [0.0] * 4
-    if sync: sync()
+    if sync:
+        sync()
     marks[0] = time.perf_counter()
     loss = F.cross_entropy(case.model(x), y)
-    if sync: sync()
+    if sync:
+        sync()
     marks[1] = time.perf_counter()
     loss.backward()
-    if sync: sync()
+    if sync:
+        sync()
     marks[2] = time.perf_counter()
     case.optimizer.step()
     case.optimizer.zero_grad(set_to_none=True)
-    if sync: sync()
+    if sync:
+        sync()
     marks[3] = time.perf_counter()
     if record:
         s = case.samples
@@ -257,10 +278,12 @@ def procedure_step(case: Case, x: torch.Tensor, y: torch.Tensor, sync, record: b
     assert case.procedure is not None
     timers = case.procedure.timers
     before = timers.totals()
-    if sync: sync()
+    if sync:
+        sync()
     start = time.perf_counter()
     case.procedure.step(x, y)
-    if sync: sync()
+    if sync:
+        sync()
     end = time.perf_counter()
     if record:
         after = timers.totals()
@@ -288,14 +311,25 @@ def pixel_source(choice: str, largest_batch: int) -> tuple[torch.Tensor | None, 
     return splits.train_x, f"Fashion-MNIST's first training images ({splits.source})"
 
 
-def measure(cases: list[Case], device: torch.device, warmup: int, rounds: int, seed: int, progress: bool,
-            images: torch.Tensor | None = None) -> None:
+def measure(
+    cases: list[Case],
+    device: torch.device,
+    warmup: int,
+    rounds: int,
+    seed: int,
+    progress: bool,
+    images: torch.Tensor | None = None,
+) -> None:
     gen = torch.Generator().manual_seed(seed)
     # Pixels in 256 levels, as the datasets store them (real images where given): per-example
     # selection of the input meets ties at its k-th value, as in training; torch.rand has none.
-    batches = {b: ((images[:b] if images is not None else torch.randint(0, 256, (b, 784), generator=gen) / 255).to(device),
-                   torch.randint(0, 10, (b,), generator=gen).to(device))
-               for b in {c.batch for c in cases}}
+    batches = {
+        b: (
+            (images[:b] if images is not None else torch.randint(0, 256, (b, 784), generator=gen) / 255).to(device),
+            torch.randint(0, 10, (b,), generator=gen).to(device),
+        )
+        for b in {c.batch for c in cases}
+    }
     sync = device_sync(device)
     order = random.Random(seed)
     # Interleaved within an arch (cases that are compared with each other), in a fresh random
@@ -325,10 +359,20 @@ def summarise(cases: list[Case]) -> list[dict[str, object]]:
         m = med[(c.arch, c.scope, c.batch, c.method)]
         dense = med.get((c.arch, c.scope, c.batch, "dense")) or med.get((c.arch, "batch", c.batch, "dense"))
         # A method with dropout is compared with the nn.Linear MLP with dropout, when measured.
-        ref = "plain-dropout" if c.method in ("dropout", "plain-dropout") and (c.arch, "batch", c.batch, "plain-dropout") in med else "plain"
+        ref = (
+            "plain-dropout"
+            if c.method in ("dropout", "plain-dropout") and (c.arch, "batch", c.batch, "plain-dropout") in med
+            else "plain"
+        )
         plain = med.get((c.arch, "batch", c.batch, ref))
         dropout = med.get((c.arch, "batch", c.batch, "dropout"))
-        row: dict[str, object] = {"arch": c.arch, "method": c.method, "scope": c.scope, "batch": c.batch, "flop_ratio": flop_ratio(c)}
+        row: dict[str, object] = {
+            "arch": c.arch,
+            "method": c.method,
+            "scope": c.scope,
+            "batch": c.batch,
+            "flop_ratio": flop_ratio(c),
+        }
         for p in PHASES:
             lo, mid, hi = quartiles(c.samples[p])
             row[f"{p}_ms"], row[f"{p}_iqr_ms"] = mid * 1e3, (hi - lo) * 1e3
@@ -342,12 +386,24 @@ def summarise(cases: list[Case]) -> list[dict[str, object]]:
 
 
 def render(rows: list[dict[str, object]]) -> str:
-    cols = [("arch", "arch", "{}"), ("method", "method", "{}"), ("scope", "scope", "{}"), ("batch", "batch", "{}"),
-            ("forward_ms", "fwd ms", "{:.3f}"), ("backward_ms", "bwd ms", "{:.3f}"), ("backward_iqr_ms", "±iqr", "{:.3f}"),
-            ("select_ms", "sel ms", "{:.3f}"), ("optimizer_ms", "adam ms", "{:.3f}"), ("step_ms", "step ms", "{:.3f}"),
-            ("select_share", "sel/bwd", "{:.2f}"), ("bwd_vs_dense", "bwd/dense", "{:.3f}"), ("flop_ratio", "flops", "{:.3f}"),
-            ("step_vs_dense", "step/dense", "{:.3f}"), ("step_vs_plain", "step/plain", "{:.3f}"),
-            ("step_vs_dropout", "step/dropout", "{:.3f}")]
+    cols = [
+        ("arch", "arch", "{}"),
+        ("method", "method", "{}"),
+        ("scope", "scope", "{}"),
+        ("batch", "batch", "{}"),
+        ("forward_ms", "fwd ms", "{:.3f}"),
+        ("backward_ms", "bwd ms", "{:.3f}"),
+        ("backward_iqr_ms", "±iqr", "{:.3f}"),
+        ("select_ms", "sel ms", "{:.3f}"),
+        ("optimizer_ms", "adam ms", "{:.3f}"),
+        ("step_ms", "step ms", "{:.3f}"),
+        ("select_share", "sel/bwd", "{:.2f}"),
+        ("bwd_vs_dense", "bwd/dense", "{:.3f}"),
+        ("flop_ratio", "flops", "{:.3f}"),
+        ("step_vs_dense", "step/dense", "{:.3f}"),
+        ("step_vs_plain", "step/plain", "{:.3f}"),
+        ("step_vs_dropout", "step/dropout", "{:.3f}"),
+    ]
     cells = [[h for _, h, _ in cols]] + [["—" if r[k] is None else f.format(r[k]) for k, _, f in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells)
@@ -356,10 +412,18 @@ def render(rows: list[dict[str, object]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                   help="plain, plain-dropout, dense, meprop (the peer: meProp's unified top-k), or conf/method names, "
-                        "optionally with parameters: partial:x_scope=sample")
-    p.add_argument("--k", type=int, help="top-k's k for topk and meprop (default: conf/method/topk.yaml's; meProp's MNIST setting: 30)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        help="plain, plain-dropout, dense, meprop (the peer: meProp's unified top-k), or conf/method names, "
+        "optionally with parameters: partial:x_scope=sample",
+    )
+    p.add_argument(
+        "--k",
+        type=int,
+        help="top-k's k for topk and meprop (default: conf/method/topk.yaml's; meProp's MNIST setting: 30)",
+    )
     p.add_argument("--scopes", nargs="+", default=["batch"], choices=["batch", "sample"])
     p.add_argument("--batch", nargs="+", type=int, default=[50])
     p.add_argument("--threads", type=int, default=2)
@@ -367,14 +431,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--default-malloc", action="store_true",
-                   help="leave the C library's malloc settings alone (training keeps freed memory: asym_sweep/allocator.py)")
-    p.add_argument("--compile", action="store_true", help="wrap every model in torch.compile (default inductor backend)")
-    p.add_argument("--bounds", action="store_true",
-                   help="also measure topk-floor and topk-products, lower bounds of top-k's backward (not training methods)")
-    p.add_argument("--pixels", choices=["auto", "dataset", "synthetic"], default="auto",
-                   help="the input batch: Fashion-MNIST's first training images (dataset), 256-level uniform noise "
-                        "(synthetic), or the images where found (auto)")
+    p.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave the C library's malloc settings alone (training keeps freed memory: asym_sweep/allocator.py)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="wrap every model in torch.compile (default inductor backend)"
+    )
+    p.add_argument(
+        "--bounds",
+        action="store_true",
+        help="also measure topk-floor and topk-products, lower bounds of top-k's backward (not training methods)",
+    )
+    p.add_argument(
+        "--pixels",
+        choices=["auto", "dataset", "synthetic"],
+        default="auto",
+        help="the input batch: Fashion-MNIST's first training images (dataset), 256-level uniform noise "
+        "(synthetic), or the images where found (auto)",
+    )
     p.add_argument("--out", default="outputs/bench", help="folder for the JSON result (a new file each run)")
     args = p.parse_args(argv)
     if args.bounds:
@@ -399,11 +475,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     heap_kept = False if args.default_malloc else keep_freed_memory()
-    cases = [make_case(a, m, s, b, device, args.seed, args.compile, args.k) for a in args.archs for b in args.batch for s in args.scopes
-             for m in args.methods if not (s == "sample" and m in ("dense", "dropout", "meprop", *PLAIN, *BOUNDS))]
+    cases = [
+        make_case(a, m, s, b, device, args.seed, args.compile, args.k)
+        for a in args.archs
+        for b in args.batch
+        for s in args.scopes
+        for m in args.methods
+        if not (s == "sample" and m in ("dense", "dropout", "meprop", *PLAIN, *BOUNDS))
+    ]
     measure(cases, device, args.warmup, args.rounds, args.seed, progress=sys.stderr.isatty(), images=images)
     rows = summarise(cases)
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"
+    cpu = platform.processor() or platform.machine()
+    machine = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
     machine += ", malloc keeps freed memory" if heap_kept else ", default malloc"
@@ -412,8 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     machine += ", dropout masks by the helper" if helper_masks_agree() else ", dropout masks by torch"
     print(f"# {machine}; {pixels}; medians of {args.rounds} interleaved steps after {args.warmup} warm-up")
     print(render(rows))
-    result: dict[str, object] = {"machine": machine, "pixels": pixels, "host": platform.node(), "args": vars(args), "rows": rows,
-                                 "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    result: dict[str, object] = {
+        "machine": machine,
+        "pixels": pixels,
+        "host": platform.node(),
+        "args": vars(args),
+        "rows": rows,
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{platform.node()}.json"

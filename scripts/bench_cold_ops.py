@@ -54,7 +54,9 @@ def time_once(op: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def measure(ops: dict[str, Callable[[], object]], flush_mb: float, rounds: int, seed: int) -> dict[str, tuple[float, float]]:
+def measure(
+    ops: dict[str, Callable[[], object]], flush_mb: float, rounds: int, seed: int
+) -> dict[str, tuple[float, float]]:
     """Median seconds per op, warm and right after a cache-flushing copy, interleaved."""
     src = torch.ones(max(1, int(flush_mb * 2**20 / 4)))
     dst = torch.empty_like(src)
@@ -107,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # as training runs
     torch.set_num_threads(args.threads)
     results = measure(small_ops(args.width, args.batch, args.k), args.flush_mb, args.rounds, args.seed)
-    print(f"# {args.threads} threads, torch {torch.__version__}, batch {args.batch}, width {args.width}, k {args.k}; "
-          f"cold: after copying {args.flush_mb:g} MiB; medians of {args.rounds} interleaved calls")
+    print(
+        f"# {args.threads} threads, torch {torch.__version__}, batch {args.batch}, width {args.width}, k {args.k}; "
+        f"cold: after copying {args.flush_mb:g} MiB; medians of {args.rounds} interleaved calls"
+    )
     print(render(results))
     return 0
 

@@ -117,7 +117,10 @@ def time_arch(arch: str, members: int, batch: int, warmup: int, rounds: int, see
     opt = make_adam([p for layer in stacked for p in layer])
     gen = torch.Generator().manual_seed(seed)
     xs, ys = torch.rand(members, batch, 784, generator=gen), torch.randint(0, 10, (members, batch), generator=gen)
-    runs = {"separate": lambda: step_separate(models, opts, xs, ys), "stacked": lambda: step_stacked(stacked, opt, xs, ys)}
+    runs = {
+        "separate": lambda: step_separate(models, opts, xs, ys),
+        "stacked": lambda: step_stacked(stacked, opt, xs, ys),
+    }
     for fn in runs.values():
         for _ in range(warmup):
             fn()

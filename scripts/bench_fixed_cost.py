@@ -29,8 +29,12 @@ from asym_sweep.sparse import make_rule
 
 # partial's per-example input selection (the grid's reading) is real work on the 784 pixels, not a
 # fixed cost: "partial xbatch" (one input set per batch) isolates the fixed part.
-RULES = {"topk": ("topk", {"k": 4}), "partial": ("partial", {"k1": 4, "k2": 8, "x_scope": "sample"}),
-         "partial xbatch": ("partial", {"k1": 4, "k2": 8, "x_scope": "batch"}), "complete": ("complete", {"k": 4})}
+RULES = {
+    "topk": ("topk", {"k": 4}),
+    "partial": ("partial", {"k1": 4, "k2": 8, "x_scope": "sample"}),
+    "partial xbatch": ("partial", {"k1": 4, "k2": 8, "x_scope": "batch"}),
+    "complete": ("complete", {"k": 4}),
+}
 
 
 def plain_mlp(arch: str) -> nn.Module:
@@ -89,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     if fused.module() is None:
-        print("bench_fixed_cost: note: the fused backward could not be built here; its rows take the pure-torch path",
-              file=sys.stderr)
+        print(
+            "bench_fixed_cost: note: the fused backward could not be built here; its rows take the pure-torch path",
+            file=sys.stderr,
+        )
     cases = models(args.arch)
     us = measure(cases, args.steps, args.warmup)
     base = us["nn.Linear"]

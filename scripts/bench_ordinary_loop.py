@@ -75,10 +75,14 @@ class FunctionalMLP(nn.Module):
 
 def models_for(arch: str) -> dict[str, nn.Module]:
     """The compared models by row name; the first is the reference of the ratios."""
-    return {"nn.Linear": linear_mlp(arch), "ours dense": ours(arch, "dense"), "ours topk": ours(arch, "topk", k=40),
-            # the functional face: with the module's selection (batch scope), and with its own default scope
-            "fn topk": FunctionalMLP(arch, "topk", k=40, scope="batch"),
-            "fn topk/ex": FunctionalMLP(arch, "topk", k=40)}
+    return {
+        "nn.Linear": linear_mlp(arch),
+        "ours dense": ours(arch, "dense"),
+        "ours topk": ours(arch, "topk", k=40),
+        # the functional face: with the module's selection (batch scope), and with its own default scope
+        "fn topk": FunctionalMLP(arch, "topk", k=40, scope="batch"),
+        "fn topk/ex": FunctionalMLP(arch, "topk", k=40),
+    }
 
 
 def step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -93,11 +97,15 @@ def step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch
     return {"forward": t1 - t0, "backward": t2 - t1, "optimizer": t3 - t2, "step": t3 - t0}
 
 
-def bench(arch: str, batch: int, fused: bool, warmup: int, rounds: int, seed: int, n_batches: int = 100) -> list[dict[str, object]]:
+def bench(
+    arch: str, batch: int, fused: bool, warmup: int, rounds: int, seed: int, n_batches: int = 100
+) -> list[dict[str, object]]:
     torch.manual_seed(seed)
     models = models_for(arch)
-    opts = {name: torch.optim.Adam(m.parameters(), fused=fused) if fused else torch.optim.Adam(m.parameters())
-            for name, m in models.items()}
+    opts = {
+        name: torch.optim.Adam(m.parameters(), fused=fused) if fused else torch.optim.Adam(m.parameters())
+        for name, m in models.items()
+    }
     data = [(torch.rand(batch, 784), torch.randint(0, 10, (batch,))) for _ in range(n_batches)]
     samples: dict[str, dict[str, list[float]]] = {n: {k: [] for k in PHASES} for n in models}
     order = list(models)
@@ -111,8 +119,16 @@ def bench(arch: str, batch: int, fused: bool, warmup: int, rounds: int, seed: in
                     samples[name][k].append(v)
     med = {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
     ref = med["nn.Linear"]
-    return [{"arch": arch, "model": n, **{f"{k}_ms": 1e3 * m[k] for k in PHASES},
-             "backward_ratio": m["backward"] / ref["backward"], "step_ratio": m["step"] / ref["step"]} for n, m in med.items()]
+    return [
+        {
+            "arch": arch,
+            "model": n,
+            **{f"{k}_ms": 1e3 * m[k] for k in PHASES},
+            "backward_ratio": m["backward"] / ref["backward"],
+            "step_ratio": m["step"] / ref["step"],
+        }
+        for n, m in med.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if min(args.batch, args.threads, args.rounds, args.batches) < 1 or args.warmup < 0:
-        print("bench_ordinary_loop: error: --batch, --threads, --rounds and --batches must be at least 1, --warmup at least 0",
-              file=sys.stderr)
+        print(
+            "bench_ordinary_loop: error: --batch, --threads, --rounds and --batches must be at least 1, --warmup at "
+            "least 0",
+            file=sys.stderr,
+        )
         return 2
     try:
         for arch in args.archs:
@@ -137,14 +156,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_ordinary_loop: error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    print(f"# plain loop, {'fused' if args.fused else 'default'} Adam, batch {args.batch}, {args.threads} threads; "
-          f"{args.batches} batches in turn, {args.warmup} warm-up steps, medians of {args.rounds} interleaved steps; "
-          "ratios to the nn.Linear MLP")
-    print(f"{'arch':8} {'model':11} {'fwd ms':>8} {'bwd ms':>8} {'adam ms':>8} {'step ms':>8} {'bwd/lin':>8} {'step/lin':>8}")
+    print(
+        f"# plain loop, {'fused' if args.fused else 'default'} Adam, batch {args.batch}, {args.threads} threads; "
+        f"{args.batches} batches in turn, {args.warmup} warm-up steps, medians of {args.rounds} interleaved steps; "
+        "ratios to the nn.Linear MLP"
+    )
+    print(
+        f"{'arch':8} {'model':11} {'fwd ms':>8} {'bwd ms':>8} {'adam ms':>8} {'step ms':>8} {'bwd/lin':>8} "
+        f"{'step/lin':>8}"
+    )
     for arch in args.archs:
         for row in bench(arch, args.batch, args.fused, args.warmup, args.rounds, args.seed, args.batches):
-            print(f"{row['arch']:8} {row['model']:11} {row['forward_ms']:8.3f} {row['backward_ms']:8.3f} {row['optimizer_ms']:8.3f} "
-                  f"{row['step_ms']:8.3f} {row['backward_ratio']:8.3f} {row['step_ratio']:8.3f}", flush=True)
+            print(
+                f"{row['arch']:8} {row['model']:11} {row['forward_ms']:8.3f} {row['backward_ms']:8.3f} "
+                f"{row['optimizer_ms']:8.3f} "
+                f"{row['step_ms']:8.3f} {row['backward_ratio']:8.3f} {row['step_ratio']:8.3f}",
+                flush=True,
+            )
     return 0
 
 

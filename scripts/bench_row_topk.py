@@ -59,11 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     found = native.helper()
     if found is None:
-        print("bench_row_topk: error: no compiled helper here (no C++ compiler, or ASYM_SWEEP_NATIVE=0): nothing to compare",
-              file=sys.stderr)
+        print(
+            "bench_row_topk: error: no compiled helper here (no C++ compiler, or ASYM_SWEEP_NATIVE=0): nothing to "
+            "compare",
+            file=sys.stderr,
+        )
         return 2
-    print(f"# helper {found.path.name}; ties resolved as torch's: {native_ties_agree()}; "
-          f"on torch's threads: {found.shares_torch_threads}; best of {args.repeats} x {args.calls} calls")
+    print(
+        f"# helper {found.path.name}; ties resolved as torch's: {native_ties_agree()}; "
+        f"on torch's threads: {found.shares_torch_threads}; best of {args.repeats} x {args.calls} calls"
+    )
     print(f"{'input':40s} {'threads':>7s} {'helper us':>10s} {'torch us':>9s} {'helper/torch':>13s}")
     before = torch.get_num_threads()
     try:

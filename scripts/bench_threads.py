@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from asym_sweep import records
+
 DEFAULT_ARCHS = ("l1-64", "l3-256", "l3-1024", "l5-1024")
 DEFAULT_METHODS = ("dropout", "topk")
 
@@ -49,9 +51,18 @@ def setting_names(settings: list[tuple[int, int]]) -> list[str]:
 
 def run_command(arch: str, method: str, seed: int, threads: int, train_limit: int, root: Path) -> list[str]:
     return [
-        sys.executable, "-m", "asym_sweep", f"arch={arch}", f"method={method}", f"seed={seed}",
-        f"threads={threads}", f"dataset.train_limit={train_limit}", "train.epochs=1",
-        "train.checkpoint=false", "progress=off", f"runs_root={root}",
+        sys.executable,
+        "-m",
+        "asym_sweep",
+        f"arch={arch}",
+        f"method={method}",
+        f"seed={seed}",
+        f"threads={threads}",
+        f"dataset.train_limit={train_limit}",
+        "train.epochs=1",
+        "train.checkpoint=false",
+        "progress=off",
+        f"runs_root={root}",
     ]
 
 
@@ -60,23 +71,38 @@ def measure_setting(arch: str, method: str, jobs: int, threads: int, train_limit
     with tempfile.TemporaryDirectory(prefix="bench-threads-") as tmp:
         root = Path(tmp)
         procs = [
-            subprocess.Popen(run_command(arch, method, 100 * round_ + j, threads, train_limit, root),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                run_command(arch, method, 100 * round_ + j, threads, train_limit, root),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for j in range(jobs)
         ]
         errors = [p.communicate()[1] for p in procs]
         for p, err in zip(procs, errors):
             if p.returncode != 0:
-                raise RunFailed(f"a run failed ({arch} {method}): {err.strip().splitlines()[-1] if err.strip() else p.returncode}")
-        return [json.loads(path.read_text())["timing"]["train_s"] for path in sorted(root.rglob("result.json"))]
+                raise RunFailed(
+                    f"a run failed ({arch} {method}): {err.strip().splitlines()[-1] if err.strip() else p.returncode}"
+                )
+        return [
+            records.Result.from_json(json.loads(path.read_text())).timing.train_s
+            for path in sorted(root.rglob(records.RESULT_FILE))
+        ]
 
 
-def measure_all(archs: list[str], methods: list[str], settings: list[tuple[int, int]], train_limit: int,
-                rounds: int) -> list[dict]:
+def measure_all(
+    archs: list[str], methods: list[str], settings: list[tuple[int, int]], train_limit: int, rounds: int
+) -> list[dict]:
     """Print and return, per arch and method, the median epochs per hour of every setting."""
     rows = []
     names = setting_names(settings)
-    print(f"{'arch':8} {'method':8} " + " ".join(f"{n + ' ep/h':>10}" for n in names) + " " + " ".join(f"{n + '/' + names[0]:>10}" for n in names[1:]))
+    print(
+        f"{'arch':8} {'method':8} "
+        + " ".join(f"{n + ' ep/h':>10}" for n in names)
+        + " "
+        + " ".join(f"{n + '/' + names[0]:>10}" for n in names[1:])
+    )
     for arch in archs:
         for method in methods:
             per_setting: dict[str, list[float]] = {n: [] for n in names}
@@ -87,10 +113,21 @@ def measure_all(archs: list[str], methods: list[str], settings: list[tuple[int, 
                     per_run[name] += seconds
                     per_setting[name].append(jobs / statistics.mean(seconds) * 3600)
             medians = {n: statistics.median(v) for n, v in per_setting.items()}
-            rows.append({"arch": arch, "method": method, "epochs_per_hour": medians,
-                         "train_s": {n: statistics.median(v) for n, v in per_run.items()}})
-            print(f"{arch:8} {method:8} " + " ".join(f"{medians[n]:10.0f}" for n in names) + " "
-                  + " ".join(f"{medians[n] / medians[names[0]]:10.2f}" for n in names[1:]), flush=True)
+            rows.append(
+                {
+                    "arch": arch,
+                    "method": method,
+                    "epochs_per_hour": medians,
+                    "train_s": {n: statistics.median(v) for n, v in per_run.items()},
+                }
+            )
+            print(
+                f"{arch:8} {method:8} "
+                + " ".join(f"{medians[n]:10.0f}" for n in names)
+                + " "
+                + " ".join(f"{medians[n] / medians[names[0]]:10.2f}" for n in names[1:]),
+                flush=True,
+            )
     return rows
 
 
@@ -118,8 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"train_limit": args.train_limit, "rounds": args.rounds, "cores": os.cpu_count(),
-                                "settings": setting_names(settings), "rows": rows}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "train_limit": args.train_limit,
+                "rounds": args.rounds,
+                "cores": os.cpu_count(),
+                "settings": setting_names(settings),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {path}")
     return 0
 

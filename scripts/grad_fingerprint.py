@@ -46,8 +46,12 @@ def cpu_vendor() -> str:
 
 
 def platform_key() -> dict[str, str]:
-    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
-            "vendor": cpu_vendor()}
+    return {
+        "torch": torch.__version__,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "vendor": cpu_vendor(),
+    }
 
 
 # Methods as they were configured when first fingerprinted, where conf/method has moved on
@@ -57,7 +61,9 @@ EARLIER = {"partial_xbatch": ("partial", {"x_scope": None})}
 
 
 def method_configs() -> dict[str, dict]:
-    configs = {p.stem: OmegaConf.to_container(method_node(p.stem), resolve=True) for p in sorted(CONF_METHODS.glob("*.yaml"))}
+    configs = {
+        p.stem: OmegaConf.to_container(method_node(p.stem), resolve=True) for p in sorted(CONF_METHODS.glob("*.yaml"))
+    }
     for alias, (base, changes) in EARLIER.items():
         configs[alias] = {**configs[base], "params": {**configs[base]["params"], **changes}}
     return configs
@@ -101,8 +107,10 @@ def fingerprints() -> dict:
     for name, cfg in method_configs().items():
         for scope in ("batch", "sample"):
             try:
-                entry = {"functional": functional(cfg["rule"], dict(cfg.get("params") or {}), scope),
-                         "training": training(cfg, scope)}
+                entry = {
+                    "functional": functional(cfg["rule"], dict(cfg.get("params") or {}), scope),
+                    "training": training(cfg, scope),
+                }
             except ValueError as err:  # a parameter the scope does not allow (threshold reuse is batch-only)
                 entry = {"refused": str(err)}
             out["rules"][f"{name}/{scope}"] = entry
@@ -121,7 +129,9 @@ def entry_for(entries: list[dict], key: dict[str, str]) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", help="add this machine's entry to this file (replacing an older one of it) instead of printing it")
+    p.add_argument(
+        "--out", help="add this machine's entry to this file (replacing an older one of it) instead of printing it"
+    )
     args = p.parse_args(argv)
     entry = fingerprints()
     if not args.out:

@@ -22,8 +22,24 @@ PACKAGE = "asym_sweep"
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top: a module may import its own layer and the layers below, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("utilities", ("paths", "timing", "native", "selection", "dropout", "resources", "provenance", "allocator", "data", "progress", "download", "runlock",
-                   "timing_records")),
+    (
+        "utilities",
+        (
+            "paths",
+            "timing",
+            "native",
+            "selection",
+            "dropout",
+            "resources",
+            "provenance",
+            "allocator",
+            "data",
+            "progress",
+            "download",
+            "runlock",
+            "timing_records",
+        ),
+    ),
     ("engine", ("fused", "backward", "autograd", "procedure")),
     ("rules", ("rules", "rules.*")),
     ("model", ("model", "methods", "sparse")),
@@ -52,14 +68,18 @@ def imports_of(path: Path, name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
             if node.level:  # relative: resolve against this module's package
-                pkg = name.split(".")[: -node.level] if not path.name == "__init__.py" else name.split(".")[: len(name.split(".")) - node.level + 1]
+                pkg = (
+                    name.split(".")[: -node.level]
+                    if not path.name == "__init__.py"
+                    else name.split(".")[: len(name.split(".")) - node.level + 1]
+                )
                 base = ".".join([PACKAGE, *pkg, node.module])
             targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
         for target in targets:
             if target == PACKAGE or target.startswith(PACKAGE + "."):
-                found.add(target[len(PACKAGE) + 1:] or "__init__")
+                found.add(target[len(PACKAGE) + 1 :] or "__init__")
     return found
 
 
@@ -136,14 +156,18 @@ def arrows_up(edges: dict[str, set[str]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--src", type=Path, default=SRC, help="the folder holding the asym_sweep package (default: this checkout's src)")
+    p.add_argument(
+        "--src", type=Path, default=SRC, help="the folder holding the asym_sweep package (default: this checkout's src)"
+    )
     args = p.parse_args(argv)
     if not (args.src / PACKAGE).is_dir():
         print(f"import_graph: error: no {PACKAGE} package under {args.src}", file=sys.stderr)
         return 2
     edges, sizes = graph(args.src)
     loops, up = circles(edges), arrows_up(edges)
-    print(f"{len(edges)} modules, {sum(len(t) for t in edges.values())} imports between them, {sum(sizes.values())} lines")
+    print(
+        f"{len(edges)} modules, {sum(len(t) for t in edges.values())} imports between them, {sum(sizes.values())} lines"
+    )
     print(f"circles: {len(loops)}")
     for group in loops:
         print("  " + " <-> ".join(group))

@@ -44,10 +44,16 @@ def reading_tags() -> set[str]:
         return {records.run_tag(compose(config_name="config", overrides=[f"+reading={r}"])) for r in grid.readings()}
 
 
-def destination(folder: Path, result: dict, out: Path, thesis_tags: set[str], readings: set[str],
-                rules: set[str] = frozenset()) -> Path | None:
+def destination(
+    folder: Path,
+    config: dict,
+    out: Path,
+    thesis_tags: set[str],
+    readings: set[str],
+    rules: set[str] = frozenset(),
+) -> Path | None:
     dataset, arch, tag, seed = records.folder_key(folder)
-    if tag != records.run_tag(result["config"]):
+    if tag != records.run_tag(config):
         return None  # a folder made under another layout: not a record of ours
     on_grid = arch in grid.ARCHS.get(dataset, ()) and seed < grid.GRID_SEEDS
     if tag in thesis_tags and on_grid:
@@ -68,13 +74,13 @@ def publish(runs: Path, out: Path) -> tuple[int, int, list[str]]:
     refused: list[str] = []
     for folder in records.run_folders(runs):
         result, _ = records.read_result(folder)
-        if result is None or result["status"] != "completed":
+        if result is None or not result.completed:
             continue
-        dest = destination(folder, result, out, thesis_tags, readings, rules)
+        dest = destination(folder, result.config, out, thesis_tags, readings, rules)
         if dest is None:
             continue
         if (dest / records.RESULT_FILE).is_file():
-            if json.loads((dest / records.RESULT_FILE).read_text()) == result:
+            if records.read_result(dest)[0] == result:
                 same += 1
             else:
                 refused.append(f"{dest}: published with other numbers; kept (remove it by hand to replace it)")
@@ -85,15 +91,18 @@ def publish(runs: Path, out: Path) -> tuple[int, int, list[str]]:
         if config.is_file():
             shutil.copy2(config, dest / records.HYDRA_DIR / records.CONFIG_FILE)
         else:
-            records.write_bytes_atomic(dest / records.HYDRA_DIR / records.CONFIG_FILE,
-                                       json.dumps(result["config"], indent=1).encode())  # YAML reads JSON
+            records.write_bytes_atomic(
+                dest / records.HYDRA_DIR / records.CONFIG_FILE, json.dumps(result.config, indent=1).encode()
+            )  # YAML reads JSON
         new += 1
     return new, same, refused
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=Path, default=Path(paths.RUNS), help=f"a runs root (the sweep's runs_root; default {paths.RUNS})")
+    p.add_argument(
+        "--runs", type=Path, default=Path(paths.RUNS), help=f"a runs root (the sweep's runs_root; default {paths.RUNS})"
+    )
     p.add_argument("--out", type=Path, default=ROOT / paths.RESULTS)
     args = p.parse_args(argv)
     if not args.runs.is_dir():

@@ -26,11 +26,30 @@ import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src/asym_sweep/report/thesis_reference.csv"
-ROW_METHODS = {"Symmetric": "dropout-p0.4", "Topk": "topk-k40", "Partial": "partial-k1_40-k2_200", "Complete": "complete-k170"}
+ROW_METHODS = {
+    "Symmetric": "dropout-p0.4",
+    "Topk": "topk-k40",
+    "Partial": "partial-k1_40-k2_200",
+    "Complete": "complete-k170",
+}
 TIME_ORDER = ["dropout-p0.4", "topk-k40", "partial-k1_40-k2_200", "complete-k170"]
 FASHION_ARCHS = [f"l{d}-{w}" for w in (64, 128, 256, 512, 1024) for d in range(1, 6)]
 NUMBER_CI = re.compile(r"([0-9.]+)\s*\(([0-9.]+),?\s+([0-9.]+)\)")
-COLUMNS = ["table", "kind", "dataset", "arch", "method_tag", "val", "val_lo", "val_hi", "test", "test_lo", "test_hi", "backward_time", "note"]
+COLUMNS = [
+    "table",
+    "kind",
+    "dataset",
+    "arch",
+    "method_tag",
+    "val",
+    "val_lo",
+    "val_hi",
+    "test",
+    "test_lo",
+    "test_hi",
+    "backward_time",
+    "note",
+]
 
 
 def table_place(number: int) -> tuple[str, str]:
@@ -59,15 +78,28 @@ def table_rows(number: int, lines: list[str]) -> list[dict[str, object]]:
     if number % 2 == 0:
         times = next(line for line in lines if line.startswith("Time")).split("\t")[1:]
         assert len(times) == 4, (number, times)
-        return [{**base, "kind": "time", "method_tag": tag, "backward_time": float(t)} for tag, t in zip(TIME_ORDER, times)]
+        return [
+            {**base, "kind": "time", "method_tag": tag, "backward_time": float(t)} for tag, t in zip(TIME_ORDER, times)
+        ]
     out = []
     for line in lines:
         first = line.split()[0]
         if first not in ROW_METHODS:
             continue
         (val, vlo, vhi), (test, tlo, thi) = NUMBER_CI.findall(line)
-        out.append({**base, "kind": "accuracy", "method_tag": ROW_METHODS[first], "val": float(val), "val_lo": float(vlo),
-                    "val_hi": float(vhi), "test": float(test), "test_lo": float(tlo), "test_hi": float(thi)})
+        out.append(
+            {
+                **base,
+                "kind": "accuracy",
+                "method_tag": ROW_METHODS[first],
+                "val": float(val),
+                "val_lo": float(vlo),
+                "val_hi": float(vhi),
+                "test": float(test),
+                "test_lo": float(tlo),
+                "test_hi": float(thi),
+            }
+        )
     assert len(out) == 4, (number, lines)
     if number == 1:
         by_tag = {r["method_tag"]: r for r in out}

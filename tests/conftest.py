@@ -69,5 +69,8 @@ def shared_data() -> Path:
     """The real Fashion-MNIST as a data root; skipped where the runner would not find it."""
     found = real_data_dir()
     if found is None:
-        pytest.skip("Fashion-MNIST not found: set ASYM_SWEEP_DATA to its folder (torchvision's or Debian's layout) to run this test")
+        pytest.skip(
+            "Fashion-MNIST not found: set ASYM_SWEEP_DATA to its folder (torchvision's or Debian's layout) to run "
+            "this test"
+        )
     return found

@@ -13,7 +13,22 @@ from helpers import load_script
 def test_table_and_json_for_every_kind_of_method(tmp_path, capsys):
     bench = load_script("bench_backward")
     methods = ["plain", "plain-dropout", "dense", "dropout", "topk", "swat", "vrpge"]
-    code = bench.main(["--archs", "l1-64", "--methods", *methods, "--warmup", "1", "--rounds", "3", "--threads", "1", "--out", str(tmp_path)])
+    code = bench.main(
+        [
+            "--archs",
+            "l1-64",
+            "--methods",
+            *methods,
+            "--warmup",
+            "1",
+            "--rounds",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "bwd/dense" in out and "vrpge" in out
@@ -25,7 +40,9 @@ def test_table_and_json_for_every_kind_of_method(tmp_path, capsys):
     assert rows["swat"]["flop_ratio"] < 0.5  # 70% of weights and activations dropped
     assert all(r["step_ms"] > 0 for r in rows.values())
     # dropout is compared with the nn.Linear MLP with nn.Dropout, the others with the plain one
-    assert rows["dropout"]["step_vs_plain"] == pytest.approx(rows["dropout"]["step_ms"] / rows["plain-dropout"]["step_ms"])
+    assert rows["dropout"]["step_vs_plain"] == pytest.approx(
+        rows["dropout"]["step_ms"] / rows["plain-dropout"]["step_ms"]
+    )
     assert rows["topk"]["step_vs_plain"] == pytest.approx(rows["topk"]["step_ms"] / rows["plain"]["step_ms"])
 
 
@@ -46,15 +63,42 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
 
 def test_default_malloc_is_reported(tmp_path, capsys):
     bench = load_script("bench_backward")
-    args = ["--archs", "l1-8", "--methods", "dense", "--warmup", "0", "--rounds", "1", "--threads", "1", "--out", str(tmp_path)]
+    args = [
+        "--archs",
+        "l1-8",
+        "--methods",
+        "dense",
+        "--warmup",
+        "0",
+        "--rounds",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     assert bench.main([*args, "--default-malloc"]) == 0
     assert "default malloc" in capsys.readouterr().out
 
 
 def test_bounds_add_the_two_lower_bounds_of_topk(tmp_path, capsys):
     bench = load_script("bench_backward")
-    args = ["--archs", "l2-64", "--methods", "dense", "topk", "--bounds", "--warmup", "1", "--rounds", "2",
-            "--threads", "1", "--out", str(tmp_path)]
+    args = [
+        "--archs",
+        "l2-64",
+        "--methods",
+        "dense",
+        "topk",
+        "--bounds",
+        "--warmup",
+        "1",
+        "--rounds",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     assert bench.main(args) == 0
     (path,) = tmp_path.glob("bench-*.json")
     rows = {r["method"]: r for r in json.loads(path.read_text())["rows"]}
@@ -86,17 +130,50 @@ def test_a_reading_is_benched_with_its_parameters(tmp_path):
     case = bench.make_case("l1-16", "partial:x_scope=sample,k2=8", "batch", 4, bench.torch.device("cpu"), seed=0)
     rule = case.model.layers[0].rule
     assert (rule.x_scope, rule.k1, rule.k2) == ("sample", 40, 8)
-    assert bench.main(["--archs", "l1-16", "--methods", "partial", "partial:x_scope=sample", "--warmup", "0", "--rounds", "1",
-                       "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert (
+        bench.main(
+            [
+                "--archs",
+                "l1-16",
+                "--methods",
+                "partial",
+                "partial:x_scope=sample",
+                "--warmup",
+                "0",
+                "--rounds",
+                "1",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     (path,) = tmp_path.glob("bench-*.json")
     assert [r["method"] for r in json.loads(path.read_text())["rows"]] == ["partial", "partial:x_scope=sample"]
 
 
 def test_pixels_come_from_the_dataset_or_say_they_are_synthetic(tmp_path, monkeypatch, capsys):
     bench = load_script("bench_backward")
-    args = ["--archs", "l1-64", "--methods", "partial", "--warmup", "1", "--rounds", "2", "--threads", "1", "--out", str(tmp_path)]
+    args = [
+        "--archs",
+        "l1-64",
+        "--methods",
+        "partial",
+        "--warmup",
+        "1",
+        "--rounds",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     monkeypatch.setenv("ASYM_SWEEP_DATA", str(tmp_path / "nowhere"))
-    monkeypatch.setattr(bench, "load_splits", lambda *a, **k: (_ for _ in ()).throw(bench.DataError("Fashion-MNIST not found")))
+    monkeypatch.setattr(
+        bench, "load_splits", lambda *a, **k: (_ for _ in ()).throw(bench.DataError("Fashion-MNIST not found"))
+    )
     assert bench.main([*args, "--pixels", "dataset"]) == 2
     assert capsys.readouterr().err.strip() == "bench: error: Fashion-MNIST not found"
     assert not list(tmp_path.glob("bench-*.json"))

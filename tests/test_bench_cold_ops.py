@@ -11,7 +11,10 @@ from helpers import load_script
 
 def test_prints_a_row_for_every_op(capsys):
     script = load_script("bench_cold_ops")
-    assert script.main(["--width", "64", "--batch", "4", "--k", "8", "--flush-mb", "1", "--rounds", "3", "--threads", "1"]) == 0
+    assert (
+        script.main(["--width", "64", "--batch", "4", "--k", "8", "--flush-mb", "1", "--rounds", "3", "--threads", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     for name in script.small_ops(64, 4, 8):
         assert re.search(rf"^{re.escape(name)} +[\d.]+ +[\d.]+ +[\d.]+$", out, re.M), name

@@ -37,7 +37,23 @@ def test_one_stacked_step_moves_each_member_like_its_own_step():
 
 def test_prints_speed_up_per_arch(capsys):
     ens = load_script("bench_ensemble")
-    code = ens.main(["--archs", "l1-8", "l2-16", "--members", "2", "--batch", "4", "--threads", "1", "--warmup", "1", "--rounds", "2"])
+    code = ens.main(
+        [
+            "--archs",
+            "l1-8",
+            "l2-16",
+            "--members",
+            "2",
+            "--batch",
+            "4",
+            "--threads",
+            "1",
+            "--warmup",
+            "1",
+            "--rounds",
+            "2",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert re.search(r"max \|diff\| = \d\.\d\de-?\+?\d+", out)

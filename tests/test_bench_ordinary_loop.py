@@ -16,7 +16,12 @@ from helpers import load_script
 
 def test_ordinary_loop_prints_a_row_per_model(capsys):
     script = load_script("bench_ordinary_loop")
-    assert script.main(["--archs", "l1-16", "--batch", "4", "--warmup", "2", "--rounds", "3", "--batches", "2", "--threads", "1"]) == 0
+    assert (
+        script.main(
+            ["--archs", "l1-16", "--batch", "4", "--warmup", "2", "--rounds", "3", "--batches", "2", "--threads", "1"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     for model in ("nn.Linear", "ours dense", "ours topk", "fn topk", "fn topk/ex"):
         assert re.search(rf"^l1-16 +{model} +( +[\d.]+){{6}}$", out, re.M), model
@@ -36,7 +41,7 @@ def test_ordinary_loop_feeds_every_batch_in_turn(monkeypatch):
     script.bench("l1-16", batch=4, fused=False, warmup=1, rounds=3, seed=0, n_batches=3)
     n = len(script.models_for("l1-16"))
     assert len(seen) == 4 * n
-    per_round = [set(seen[i:i + n]) for i in range(0, len(seen), n)]  # every model once a round, one batch each round
+    per_round = [set(seen[i : i + n]) for i in range(0, len(seen), n)]  # every model once a round, one batch each round
     assert all(len(r) == 1 for r in per_round)
     assert len({next(iter(r)) for r in per_round}) == 3
 

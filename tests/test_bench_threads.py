@@ -10,8 +10,21 @@ from helpers import load_script
 def test_prints_epochs_per_hour_and_writes_them(shared_data, tmp_path, capsys):
     bench = load_script("bench_threads")
     out = tmp_path / "bench"
-    args = ["--archs", "l1-64", "--methods", "topk", "--settings", "1x1", "2x1", "--rounds", "1",
-            "--train-limit", "200", "--out", str(out)]
+    args = [
+        "--archs",
+        "l1-64",
+        "--methods",
+        "topk",
+        "--settings",
+        "1x1",
+        "2x1",
+        "--rounds",
+        "1",
+        "--train-limit",
+        "200",
+        "--out",
+        str(out),
+    ]
     assert bench.main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["arch", "method", "1x1", "ep/h", "2x1", "ep/h", "2x1/1x1"]
@@ -26,8 +39,10 @@ def test_prints_epochs_per_hour_and_writes_them(shared_data, tmp_path, capsys):
 def test_a_failed_run_is_one_line_and_nothing_is_written(tmp_path, capsys):
     bench = load_script("bench_threads")
     out = tmp_path / "bench"
-    assert bench.main(["--archs", "l0-5", "--methods", "topk", "--settings", "1x1", "--rounds", "1",
-                       "--out", str(out)]) == 1
+    assert (
+        bench.main(["--archs", "l0-5", "--methods", "topk", "--settings", "1x1", "--rounds", "1", "--out", str(out)])
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bench_threads: error: a run failed (l0-5 topk)")
     assert "bad architecture" in err[0]

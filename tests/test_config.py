@@ -4,7 +4,15 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from asym_sweep.config import ADDED_SETTINGS, ConfigError, identity, identity_differences, settings_tag, validate, with_defaults
+from asym_sweep.config import (
+    ADDED_SETTINGS,
+    ConfigError,
+    identity,
+    identity_differences,
+    settings_tag,
+    validate,
+    with_defaults,
+)
 from asym_sweep.records import run_dir
 from helpers import compose_config
 
@@ -21,7 +29,12 @@ def test_default_config_is_the_thesis_setup():
 
 @pytest.mark.parametrize(
     "method,params,dropout",
-    [("dropout", {}, 0.4), ("topk", {"k": 40}, 0.0), ("complete", {"k": 170}, 0.0), ("partial", {"k1": 40, "k2": 200, "x_scope": "sample"}, 0.0)],
+    [
+        ("dropout", {}, 0.4),
+        ("topk", {"k": 40}, 0.0),
+        ("complete", {"k": 170}, 0.0),
+        ("partial", {"k1": 40, "k2": 200, "x_scope": "sample"}, 0.0),
+    ],
 )
 def test_thesis_methods_have_thesis_defaults(method, params, dropout):
     cfg = compose_config([f"method={method}"])
@@ -83,20 +96,34 @@ def test_with_defaults_of_a_plain_config_equals_the_omegaconf_round_trip():
         del plain[head][tail]
     filled = with_defaults(plain)
     assert [filled[k.split(".")[0]][k.split(".")[1]] for k in ADDED_SETTINGS] == [
-        OmegaConf.select(composed, k) for k in ADDED_SETTINGS]
+        OmegaConf.select(composed, k) for k in ADDED_SETTINGS
+    ]
     # Interpolations are resolved (through OmegaConf), tuples become lists, as in the round trip.
     odd = {"a": (1, 2), "b": {"c": "${a}", "d": [{"e": "x${f}"}]}, "f": 3, "hydra": {"x": 1}}
-    assert {k: v for k, v in with_defaults(odd).items() if k in ("a", "b", "f")} == {"a": [1, 2], "b": {"c": [1, 2], "d": [{"e": "x3"}]}, "f": 3}
+    assert {k: v for k, v in with_defaults(odd).items() if k in ("a", "b", "f")} == {
+        "a": [1, 2],
+        "b": {"c": [1, 2], "d": [{"e": "x3"}]},
+        "f": 3,
+    }
     assert "hydra" not in with_defaults(odd)
     assert ADDED_SETTINGS == ("dataset.scaling", "method.dropout_at")
     assert with_defaults({"a": (1, (2, 3)), "b": {"c": (4,)}}) == {
-        "a": [1, [2, 3]], "b": {"c": [4]}, "dataset": {"scaling": "unit"}, "method": {"dropout_at": "all"}}
+        "a": [1, [2, 3]],
+        "b": {"c": [4]},
+        "dataset": {"scaling": "unit"},
+        "method": {"dropout_at": "all"},
+    }
 
 
 def test_settings_tag_of_a_plain_record_equals_that_of_its_config():
-    cases = {("method=topk",): "", ("method=partial", "train.batch_size=10", "train.epochs=2"): "+e2+b10",
-             ("dataset=mnist", "train.epochs=17"): "", ("dataset=mnist", "train.epochs=20"): "+e20",
-             ("method=dropout",): "+standard", ("method=dropout", "dataset.scaling=unit"): ""}
+    cases = {
+        ("method=topk",): "",
+        ("method=partial", "train.batch_size=10", "train.epochs=2"): "+e2+b10",
+        ("dataset=mnist", "train.epochs=17"): "",
+        ("dataset=mnist", "train.epochs=20"): "+e20",
+        ("method=dropout",): "+standard",
+        ("method=dropout", "dataset.scaling=unit"): "",
+    }
     for overrides, tag in cases.items():
         composed = compose_config(list(overrides))
         assert settings_tag(OmegaConf.to_container(composed, resolve=True)) == settings_tag(composed) == tag, overrides

@@ -78,8 +78,13 @@ def test_a_sequence_of_calls_between_other_draws_follows_torchs_stream(helper):
 @pytest.mark.parametrize("case", ["eval", "p0", "float64", "transposed", "empty"])
 def test_other_inputs_take_torchs_dropout(helper, monkeypatch, case):
     x = torch.randn(6, 9)
-    args = {"eval": (x, 0.4, False), "p0": (x, 0.0, True), "float64": (x.double(), 0.4, True),
-            "transposed": (x.t(), 0.4, True), "empty": (x[:0], 0.4, True)}[case]
+    args = {
+        "eval": (x, 0.4, False),
+        "p0": (x, 0.0, True),
+        "float64": (x.double(), 0.4, True),
+        "transposed": (x.t(), 0.4, True),
+        "empty": (x[:0], 0.4, True),
+    }[case]
     monkeypatch.setattr(native, "bernoulli_from_state", lambda *a: pytest.fail("the helper drew a mask"))
     torch.manual_seed(3)
     ours = dropout.dropout(*args)

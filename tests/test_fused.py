@@ -14,7 +14,9 @@ from asym_sweep.sparse import make_rule
 from asym_sweep.timing import Stopwatch
 from asym_sweep.train import make_adam
 
-needs_fused = pytest.mark.skipif(fused.module() is None, reason="the fused backward could not be built here (no C++ compiler or Python headers)")
+needs_fused = pytest.mark.skipif(
+    fused.module() is None, reason="the fused backward could not be built here (no C++ compiler or Python headers)"
+)
 
 # Every configuration the fused backward takes: the grid's defaults, their readings, and k at or
 # above a layer's width (no rows selected: the scatter of cols alone).
@@ -65,7 +67,9 @@ def test_fused_gradients_equal_the_pure_torch_path_bit_for_bit(rule_name, params
         fused_grads, fused_weights, fused_s = train_steps(rule_name, params, arch, True, how, nonnegative)
         torch_grads, torch_weights, _ = train_steps(rule_name, params, arch, False, how, nonnegative)
         for step, (a, b) in enumerate(zip(fused_grads, torch_grads)):
-            assert all(torch.equal(u, v) for u, v in zip(a, b)), f"{rule_name} {params} {arch} {how}: step {step} differs"
+            assert all(torch.equal(u, v) for u, v in zip(a, b)), (
+                f"{rule_name} {params} {arch} {how}: step {step} differs"
+            )
         assert all(torch.equal(u, v) for u, v in zip(fused_weights, torch_weights))
         assert fused_s > 0  # the fused path times its selection on the run's clock
 
@@ -98,7 +102,9 @@ def test_only_the_thesis_batch_scope_rules_have_a_fused_backward():
                 with_spec.add((name, scope))
     assert with_spec == {("topk", "batch"), ("partial", "batch"), ("complete", "batch")}
     assert make_rule("complete", k=170, neurons="union").fused_spec() is None
-    assert make_rule("partial", k1=40, k2=200, x_scope="sample").fused_spec() == fused.FusedSpec("partial", 40, 200, True)
+    assert make_rule("partial", k1=40, k2=200, x_scope="sample").fused_spec() == fused.FusedSpec(
+        "partial", 40, 200, True
+    )
 
 
 def default_params(name: str) -> dict:

@@ -51,7 +51,9 @@ def test_settings_that_change_numbers_get_their_own_folder(tiny_data, tmp_path):
     assert other.returncode == 0, other.stderr
     assert result_of(runs, "l1-32", "topk-k40") == before
     assert result_of(runs, "l1-32", f"topk-k40{TINY}+b10")["batch_size"] == 10
-    sweep = cli(small_overrides(tiny_data, runs, method="dropout") + ["--multirun", "train.optim.lr=0.001,0.002"], tmp_path)
+    sweep = cli(
+        small_overrides(tiny_data, runs, method="dropout") + ["--multirun", "train.optim.lr=0.001,0.002"], tmp_path
+    )
     assert sweep.returncode == 0 and "2 runs: 2 completed" in sweep.stderr
     assert result_of(runs, "l1-32", f"dropout-p0.4+standard{TINY}+lr0.002")["config"]["train"]["optim"]["lr"] == 0.002
 
@@ -63,13 +65,21 @@ def test_the_reference_setup_keeps_the_plain_method_tag(tiny_data, tmp_path):
 
     cfg = compose_config(["method=topk", "arch=l2-128", "seed=3"])
     assert run_subdir(cfg) == "fashion_mnist/l2-128/topk-k40/seed3"
-    cfg = compose_config(["method=dropout", "arch=l1-64", "train.epochs=2", "train.batch_size=10", "dataset.train_limit=500"])
+    cfg = compose_config(
+        ["method=dropout", "arch=l1-64", "train.epochs=2", "train.batch_size=10", "dataset.train_limit=500"]
+    )
     assert run_subdir(cfg) == "fashion_mnist/l1-64/dropout-p0.4+standard+n500+e2+b10/seed0"
     assert run_subdir(compose_config(["dataset=mnist", "arch=l1-512"])) == "mnist/l1-512/topk-k40/seed0"
     # Dropout's method file fixes standardised inputs (its grid tag says so); [0, 1] pixels are the
     # reading `dropout_unit`, under the tag its runs had while that was the grid's baseline.
-    assert run_subdir(compose_config(["method=dropout", "arch=l1-64"])) == "fashion_mnist/l1-64/dropout-p0.4+standard/seed0"
-    assert run_subdir(compose_config(["method=dropout", "dataset.scaling=unit"])) == "fashion_mnist/l3-256/dropout-p0.4/seed0"
+    assert (
+        run_subdir(compose_config(["method=dropout", "arch=l1-64"]))
+        == "fashion_mnist/l1-64/dropout-p0.4+standard/seed0"
+    )
+    assert (
+        run_subdir(compose_config(["method=dropout", "dataset.scaling=unit"]))
+        == "fashion_mnist/l3-256/dropout-p0.4/seed0"
+    )
 
 
 def test_a_completed_run_is_never_overwritten_by_other_settings(tiny_data, tmp_path):
@@ -119,7 +129,11 @@ def test_cuda_without_cuda_is_bad_input(tiny_data, tmp_path):
 
 
 def test_missing_data_is_one_clear_error(tmp_path):
-    done = cli(small_overrides(tmp_path / "empty", tmp_path / "runs") + ["dataset=mnist"], tmp_path, env={"ASYM_SWEEP_DATA": ""})
+    done = cli(
+        small_overrides(tmp_path / "empty", tmp_path / "runs") + ["dataset=mnist"],
+        tmp_path,
+        env={"ASYM_SWEEP_DATA": ""},
+    )
     assert done.returncode == 2
     assert "mnist data not found; searched:" in done.stderr and "Traceback" not in done.stderr
     assert not list((tmp_path / "runs").glob("mnist/*"))
@@ -169,7 +183,9 @@ def test_corrupt_result_and_checkpoint_are_redone(tiny_data, tmp_path):
     (run / records.RESULT_FILE).write_text('{"status": "completed", "fin')
     redo = cli(small_overrides(tiny_data, runs), tmp_path)
     assert redo.returncode == 0 and "unreadable" in redo.stderr and "done" in redo.stderr
-    assert [h["val_acc"] for h in result_of(runs, "l1-32", "topk-k40")["history"]] == [h["val_acc"] for h in good["history"]]
+    assert [h["val_acc"] for h in result_of(runs, "l1-32", "topk-k40")["history"]] == [
+        h["val_acc"] for h in good["history"]
+    ]
     (run / records.RESULT_FILE).unlink()
     (run / records.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     redo = cli(small_overrides(tiny_data, runs), tmp_path)
@@ -187,9 +203,16 @@ def start_slow_run(data: Path, runs: Path, cwd: Path, *extra: str, new_session: 
     extra = tuple(a for a in extra if not a.startswith("-"))
     # SIGINT as a terminal's child has it: a shell's background job (`cmd &`, as a CI runner may
     # start the tests) inherits it ignored, and Python then installs no KeyboardInterrupt handler.
-    return subprocess.Popen([sys.executable, "-m", "asym_sweep", *flags, *small_overrides(data, runs, **SLOW), *extra], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=new_session,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, "-m", "asym_sweep", *flags, *small_overrides(data, runs, **SLOW), *extra],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def stop_when(proc: subprocess.Popen, ready, what: str) -> None:
@@ -229,7 +252,11 @@ def test_sigkill_mid_epoch_resumes_to_identical_numbers(tmp_path):
 
 
 def snapshot(run: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != records.LOG_FILE}
+    return {
+        str(p.relative_to(run)): p.read_bytes()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.name != records.LOG_FILE
+    }
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
@@ -243,7 +270,11 @@ def test_a_second_launch_of_a_live_run_skips_it_and_touches_nothing(tmp_path, la
         stop_when(first, lambda: (live / records.CHECKPOINT_FILE).exists(), "a checkpoint")
         before = snapshot(live)
         # The same run (threads differ, which does not change its identity), and for joblib beside a free one.
-        extra = ["--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1"] if launcher == "joblib" else []
+        extra = (
+            ["--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1"]
+            if launcher == "joblib"
+            else []
+        )
         second = cli(small_overrides(data, runs, **SLOW, threads=2) + extra, tmp_path)
         assert snapshot(live) == before, "the second launch changed the live run's files"
     finally:
@@ -262,7 +293,11 @@ def test_a_second_launch_of_a_live_run_skips_it_and_touches_nothing(tmp_path, la
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_parallel_launchers_run_a_two_job_sweep(tiny_data, tmp_path, launcher):
     runs = tmp_path / "runs"
-    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1"]
+    extra = (
+        ["hydra.launcher.n_jobs=2"]
+        if launcher == "joblib"
+        else ["hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1"]
+    )
     overrides = [o for o in small_overrides(tiny_data, runs) if not o.startswith("threads=")]
     done = cli(overrides + ["--multirun", f"hydra/launcher={launcher}", "seed=0,1"] + extra, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -303,8 +338,13 @@ def test_on_a_terminal_the_bar_shows_an_eta_and_the_log_still_gets_the_epochs(tm
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("ASYM_SWEEP_LAUNCH", None)
     overrides = small_overrides(data, runs, progress="auto", **{**SLOW, "train.epochs": 2})
-    proc = subprocess.Popen([sys.executable, "-m", "asym_sweep", *overrides],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=follower)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asym_sweep", *overrides],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
     os.close(follower)
     shown = b""
     while True:
@@ -330,8 +370,11 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path, launch):
     data = make_idx_dataset(tmp_path / "data", "FashionMNIST", n_train=2050, n_test=100)
     runs = tmp_path / "runs"
     live = runs / "fashion_mnist/l2-256" / SLOW_TAG / "seed0"
-    extra = {"run": [], "multirun": ["--multirun", "seed=0,1"],
-             "joblib": ["--multirun", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}[launch]
+    extra = {
+        "run": [],
+        "multirun": ["--multirun", "seed=0,1"],
+        "joblib": ["--multirun", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    }[launch]
     proc = start_slow_run(data, runs, tmp_path, *extra, new_session=True)
     stop_when(proc, lambda: (live / records.CHECKPOINT_FILE).exists(), "a checkpoint")
     # As a terminal's Ctrl-C does: SIGINT to the whole process group (joblib's workers too).

@@ -49,7 +49,11 @@ def brute_force_k(v: torch.Tensor, tau: float) -> int:
 def test_norm_limited_k_matches_its_definition(tau):
     gen = torch.Generator().manual_seed(1)
     rows = [torch.randn(17, generator=gen, dtype=torch.float64) ** 3 for _ in range(20)]
-    rows += [torch.zeros(17, dtype=torch.float64), torch.ones(17, dtype=torch.float64), torch.eye(17, dtype=torch.float64)[3]]
+    rows += [
+        torch.zeros(17, dtype=torch.float64),
+        torch.ones(17, dtype=torch.float64),
+        torch.eye(17, dtype=torch.float64)[3],
+    ]
     v = torch.stack(rows)
     assert norm_limited_counts(v, tau).tolist() == [brute_force_k(r, tau) for r in v]
 

@@ -22,7 +22,9 @@ def test_tags_are_distinct_and_readable(spec, tag):
 
 
 def test_from_config_and_rule_construction():
-    spec = MethodConfig.from_config({"name": "partial", "rule": "partial", "params": {"k1": 4, "k2": 9}, "scope": "sample"})
+    spec = MethodConfig.from_config(
+        {"name": "partial", "rule": "partial", "params": {"k1": 4, "k2": 9}, "scope": "sample"}
+    )
     rule = spec.make_rule()
     assert rule.name == "partial" and rule.params() == {"k1": 4, "k2": 9, "x_scope": None} and rule.scope == "sample"
 

@@ -79,7 +79,9 @@ def test_backward_madds_skip_first_layer_input_grad():
 # --- optimised paths (issue 6) give the reference gradients -------------------------------------
 
 
-def _grads_after_steps(arch: str, method: str, sinks: bool, steps: int = 3, accumulate: bool = False, native: bool = True):
+def _grads_after_steps(
+    arch: str, method: str, sinks: bool, steps: int = 3, accumulate: bool = False, native: bool = True
+):
     from asym_sweep.grid import method_from_conf
 
     spec = method_from_conf(method)

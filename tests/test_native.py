@@ -50,7 +50,9 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-@pytest.mark.parametrize("n,k", [(2, 1), (5, 4), (40, 1), (64, 1), (300, 170), (784, 200), (1024, 10), (1024, 200), (1024, 1023)])
+@pytest.mark.parametrize(
+    "n,k", [(2, 1), (5, 4), (40, 1), (64, 1), (300, 170), (784, 200), (1024, 10), (1024, 200), (1024, 1023)]
+)
 def test_helper_keeps_what_torch_keeps(helper, kind, n, k):
     make, signs = KINDS[kind]
     v = make(33, n, torch.Generator().manual_seed(n * 7 + k))
@@ -63,7 +65,9 @@ def test_helper_keeps_what_torch_keeps(helper, kind, n, k):
         assert _same(selection.topk_rows(v, k, nonnegative), expected)
 
 
-@pytest.mark.parametrize("rows,n,k,kind", [(170, 1024, 170, "signed"), (500, 784, 200, "pixels"), (50, 1024, 200, "relu")])
+@pytest.mark.parametrize(
+    "rows,n,k,kind", [(170, 1024, 170, "signed"), (500, 784, 200, "pixels"), (50, 1024, 200, "relu")]
+)
 def test_helper_keeps_what_torch_keeps_at_the_sweeps_shapes(helper, rows, n, k, kind):
     """Complete's W~ block, a large batch of pixels, a hidden layer's input."""
     make, signs = KINDS[kind]
@@ -185,10 +189,16 @@ def test_the_build_is_cached_by_source_and_compiler(helper, tmp_path, monkeypatc
     assert native.library_path(compiler, native.FLAGS) != native.library_path(compiler, native.OPENMP_FLAGS)
 
 
-@pytest.mark.parametrize("method,params", [("partial", {"k1": 3, "k2": 5, "x_scope": "sample"}),
-                                           ("partial", {"k1": 3, "k2": 5, "scope": "sample"}),
-                                           ("complete", {"k": 4}), ("complete", {"k": 4, "scope": "sample"}),
-                                           ("topk", {"k": 3, "scope": "sample"})])
+@pytest.mark.parametrize(
+    "method,params",
+    [
+        ("partial", {"k1": 3, "k2": 5, "x_scope": "sample"}),
+        ("partial", {"k1": 3, "k2": 5, "scope": "sample"}),
+        ("complete", {"k": 4}),
+        ("complete", {"k": 4, "scope": "sample"}),
+        ("topk", {"k": 3, "scope": "sample"}),
+    ],
+)
 def test_rules_give_the_same_gradients_with_and_without_the_helper(helper, monkeypatch, method, params):
     gen = torch.Generator().manual_seed(11)
     x = (torch.randint(0, 256, (16, 24), generator=gen) / 255).requires_grad_()  # ties, as pixels
@@ -226,9 +236,19 @@ def _with_threads(threads: int):
     return before
 
 
-@pytest.mark.parametrize("rows,n,k,kind", [(500, 784, 200, "pixels"), (50, 784, 200, "pixels"), (50, 1024, 200, "relu"),
-                                           (170, 1024, 170, "signed"), (33, 300, 120, "special"), (3, 4000, 7, "pixels"), (2, 5000, 9, "signed"),
-                                           (40, 300, 120, "mostly_zero")])
+@pytest.mark.parametrize(
+    "rows,n,k,kind",
+    [
+        (500, 784, 200, "pixels"),
+        (50, 784, 200, "pixels"),
+        (50, 1024, 200, "relu"),
+        (170, 1024, 170, "signed"),
+        (33, 300, 120, "special"),
+        (3, 4000, 7, "pixels"),
+        (2, 5000, 9, "signed"),
+        (40, 300, 120, "mostly_zero"),
+    ],
+)
 @pytest.mark.parametrize("threads", [2, 3])
 def test_rows_split_over_threads_keep_what_torch_keeps(helper, rows, n, k, kind, threads):
     """The parallel path (rows split over torch's threads, ties resolved in each part) gives
@@ -291,7 +311,10 @@ def test_this_build_runs_on_torchs_threads(helper):
 
 def test_a_compiler_without_openmp_gives_a_one_thread_helper(helper, tmp_path, monkeypatch):
     real = native.find_compiler()
-    body = f'for a in "$@"; do [ "$a" = -fopenmp ] && {{ echo "unsupported option -fopenmp" >&2; exit 1; }}; done\nexec {real} "$@"'
+    body = (
+        'for a in "$@"; do [ "$a" = -fopenmp ] && { echo "unsupported option -fopenmp" >&2; exit 1; }; done\n'
+        f'exec {real} "$@"'
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(native, "find_compiler", lambda: _fake_compiler(tmp_path, body))
     found = native.helper.__wrapped__()

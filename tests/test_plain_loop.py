@@ -25,7 +25,9 @@ def batches(n: int = 4):
     return [(torch.rand(20, 784, generator=gen), torch.randint(0, 10, (20,), generator=gen)) for _ in range(n)]
 
 
-@pytest.mark.parametrize("method,params", [("topk", {"k": 8}), ("partial", {"k1": 8, "k2": 100}), ("complete", {"k": 20})])
+@pytest.mark.parametrize(
+    "method,params", [("topk", {"k": 8}), ("partial", {"k1": 8, "k2": 100}), ("complete", {"k": 20})]
+)
 @pytest.mark.parametrize("set_to_none", [True, False])
 def test_a_plain_loop_with_the_sink_equals_the_scatter_path(method, params, set_to_none):
     fast = model(method, **params)

@@ -10,7 +10,9 @@ from helpers import TINY, cli, compose_config, small_overrides
 
 
 def test_job_overrides_are_the_sweepers_jobs_in_its_order():
-    jobs = projection.job_overrides({"arch": "l1-64,l2-64", "seed": "range(0,2)"}, ["method=topk,dropout", "train.epochs=1"])
+    jobs = projection.job_overrides(
+        {"arch": "l1-64,l2-64", "seed": "range(0,2)"}, ["method=topk,dropout", "train.epochs=1"]
+    )
     assert len(jobs) == 8
     assert jobs[0] == ["arch=l1-64", "seed=0", "method=topk", "train.epochs=1"]
     assert jobs[1] == ["arch=l1-64", "seed=0", "method=dropout", "train.epochs=1"]
@@ -25,11 +27,11 @@ def test_a_finished_run_costs_nothing_and_its_settings_time_the_others(tiny_data
     assert projection.estimate(done, walls, {}, 1).source == "done"
     other_seed = compose_config(small_overrides(tiny_data, runs, seed=1))
     est = projection.estimate(other_seed, walls, {}, 1)
-    (wall, floor), = walls[("fashion_mnist", "l1-32", "topk-k40" + TINY)]
+    ((wall, floor),) = walls[("fashion_mnist", "l1-32", "topk-k40" + TINY)]
     assert est.source == "records" and est.seconds == pytest.approx(wall)
     # The floor is the record's forward, optimizer and evaluation seconds.
-    timing = records.read_result(records.run_dir(done))[0]["timing"]
-    assert est.floor == pytest.approx(floor) == pytest.approx(timing["forward_s"] + timing["optimizer_s"] + timing["eval_s"])
+    timing = records.read_result(records.run_dir(done))[0].timing
+    assert est.floor == pytest.approx(floor) == pytest.approx(timing.forward_s + timing.optimizer_s + timing.eval_s)
     assert 0 < floor < wall
 
 
@@ -39,13 +41,20 @@ def test_without_records_a_job_is_measured_once_per_setting(tiny_data, tmp_path)
     first = projection.estimate(cfg, {}, measured, 1)
     assert first.source == "measured" and first.seconds > projection.START_S and len(measured) == 1
     assert 0 < first.floor < first.seconds - projection.START_S  # the backward is not part of it
-    again = projection.estimate(compose_config(small_overrides(tiny_data, tmp_path / "none", seed=3, **{"dataset.val_size": 5000})), {}, measured, 1)
+    again = projection.estimate(
+        compose_config(small_overrides(tiny_data, tmp_path / "none", seed=3, **{"dataset.val_size": 5000})),
+        {},
+        measured,
+        1,
+    )
     assert again.seconds == first.seconds and len(measured) == 1  # the same settings: measured once
 
 
 def test_projection_only_prints_and_trains_nothing(tiny_data, tmp_path):
     runs = tmp_path / "runs"
-    done = cli(small_overrides(tiny_data, runs) + ["--multirun", "arch=l1-16,l2-16", "seed=0,1", "projection=only"], tmp_path)
+    done = cli(
+        small_overrides(tiny_data, runs) + ["--multirun", "arch=l1-16,l2-16", "seed=0,1", "projection=only"], tmp_path
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "projection: 4 runs, 1 at a time" in done.stderr and "4 measured" in done.stderr
     assert not records.run_folders(runs) if runs.exists() else True

@@ -42,7 +42,10 @@ def run(rule, x, w, b, g):
 
 def data(batch=7, n_in=13, n_out=11, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((batch, n_in), (n_out, n_in), (n_out,), (batch, n_out))]
+    return [
+        torch.randn(*s, generator=gen, dtype=torch.float64)
+        for s in ((batch, n_in), (n_out, n_in), (n_out,), (batch, n_out))
+    ]
 
 
 def close(got, want):
@@ -92,11 +95,15 @@ def test_complete_union_readings(scope, x_scope, k):
     gs = g * union_mask(g, w, k, scope)
     x_mask = top_mask(x, k, x_scope)
     xs = x * x_mask
-    close(run(make_rule("complete", scope=scope, k=k, x_scope=x_scope, neurons="union"), x, w, b, g),
-          (gs @ w, gs.t() @ xs, gs.sum(0)))
+    close(
+        run(make_rule("complete", scope=scope, k=k, x_scope=x_scope, neurons="union"), x, w, b, g),
+        (gs @ w, gs.t() @ xs, gs.sum(0)),
+    )
     # union_params (eq. 8.5): the input gradient only at the kept inputs
-    close(run(make_rule("complete", scope=scope, k=k, x_scope=x_scope, neurons="union_params"), x, w, b, g),
-          ((gs @ w) * x_mask, gs.t() @ xs, gs.sum(0)))
+    close(
+        run(make_rule("complete", scope=scope, k=k, x_scope=x_scope, neurons="union_params"), x, w, b, g),
+        ((gs @ w) * x_mask, gs.t() @ xs, gs.sum(0)),
+    )
 
 
 def test_the_union_holds_more_neurons_than_the_sensitivity_alone():
@@ -142,7 +149,10 @@ def test_standardised_inputs_use_the_training_split_statistics(tiny_data):
 
 
 def test_reading_tags():
-    assert MethodConfig("partial", "partial", {"k1": 40, "k2": 200, "x_scope": "sample"}).tag() == "partial-k1_40-k2_200-x_scope_sample"
+    assert (
+        MethodConfig("partial", "partial", {"k1": 40, "k2": 200, "x_scope": "sample"}).tag()
+        == "partial-k1_40-k2_200-x_scope_sample"
+    )
     assert MethodConfig("partial", "partial", {"k1": 40, "k2": 200, "x_scope": None}).tag() == "partial-k1_40-k2_200"
     assert MethodConfig("dropout", "dense", dropout=0.4, dropout_at="last").tag() == "dropout-p0.4-at_last"
     assert run_tag(compose_config(["dataset.scaling=standard"])) == "topk-k40+standard"

@@ -74,7 +74,10 @@ def test_source_revision_outside_git(tmp_path):
 
 def test_cpu_description_names_the_model_and_torchs_vector_extension(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n")
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n\nprocessor\t: "
+        "1\nmodel name\t: AMD EPYC 7B13\n"
+    )
     assert resources.cpu_model(str(info)) == "AMD EPYC 7B13"
     import torch
 
@@ -88,12 +91,15 @@ def test_cpu_model_is_none_without_cpuinfo(tmp_path):
     assert resources.cpu_description(str(tmp_path / "absent"))  # falls back to the platform's name
 
 
-@pytest.mark.parametrize("other_busy, threads, cores, expected", [
-    (0.97, 1, 2, False),  # a quiet 2-job sweep: the other job is the launch's own
-    (1.45, 1, 2, True),  # beside a test suite: the run got about 0.55 of its core (1.6x slower)
-    (0.10, 2, 2, False),
-    (0.40, 2, 2, True),
-    (None, 1, 2, None),
-])
+@pytest.mark.parametrize(
+    "other_busy, threads, cores, expected",
+    [
+        (0.97, 1, 2, False),  # a quiet 2-job sweep: the other job is the launch's own
+        (1.45, 1, 2, True),  # beside a test suite: the run got about 0.55 of its core (1.6x slower)
+        (0.10, 2, 2, False),
+        (0.40, 2, 2, True),
+        (None, 1, 2, None),
+    ],
+)
 def test_a_run_is_under_load_when_others_took_a_quarter_core_of_its_share(other_busy, threads, cores, expected):
     assert resources.under_load(other_busy, threads, cores) is expected

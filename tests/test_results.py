@@ -4,7 +4,6 @@ grid's settings (results/readings: of a reading, on a grid cell), and publishing
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,23 @@ def published(root: Path) -> list[Path]:
     return records.run_folders(root) if root.is_dir() else []
 
 
-def check_record(folder: Path) -> dict:
+def check_record(folder: Path) -> records.Result:
     result, problem = records.read_result(folder)
     assert problem is None and result is not None, problem or f"{folder}: no result.json"
-    assert result["status"] == "completed" and result["epochs"] == len(result["history"])
+    assert result.completed and result.epochs == len(result.history)
     assert sorted(p.name for p in folder.iterdir()) == [records.HYDRA_DIR, records.RESULT_FILE], "records only"
     saved = records.read_run_config(folder)
-    assert identity(saved) == identity(result["config"]), f"{folder}: .hydra/config.yaml and result.json describe other runs"
+    assert identity(saved) == identity(result.config), (
+        f"{folder}: .hydra/config.yaml and result.json describe other runs"
+    )
     dataset, arch, tag, seed = records.folder_key(folder)
-    assert (result["dataset"], result["arch"], result["seed"], records.run_tag(result["config"])) == (dataset, arch, seed, tag)
-    assert result["environment"].get("git_commit"), f"{folder}: the code revision is not recorded"
+    assert (result.dataset, result.arch, result.seed, records.run_tag(result.config)) == (
+        dataset,
+        arch,
+        seed,
+        tag,
+    )
+    assert result.environment.git_commit, f"{folder}: the code revision is not recorded"
     return result
 
 
@@ -43,7 +49,7 @@ def test_every_published_grid_record_is_complete_valid_and_of_the_grid():
         dataset, arch, tag, seed = records.folder_key(folder)
         # check_record: the saved config's run tag is the folder's, so a grid tag means the grid's settings
         assert tag in tags and arch in grid.ARCHS[dataset] and seed < 5
-        assert result["epochs"] == 20
+        assert result.epochs == 20
 
 
 def test_every_published_reading_record_is_a_reading_on_a_grid_cell():
@@ -63,7 +69,7 @@ def test_every_published_rules_record_is_a_rules_experiment_run_on_the_panel():
         result = check_record(folder)
         dataset, arch, tag, seed = records.folder_key(folder)
         assert dataset == "fashion_mnist" and tag in tags and arch in grid.PANEL and seed < grid.PANEL_SEEDS
-        assert result["epochs"] == 20
+        assert result.epochs == 20
 
 
 def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_path):
@@ -95,16 +101,25 @@ def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_pa
     assert json.loads((dest / records.RESULT_FILE).read_text())["final"]["test_acc"] != 0.5
 
 
-@pytest.mark.parametrize("overrides, where", [
-    (["method=dropout"], "fashion_mnist/l4-128/dropout-p0.4+standard/seed3"),  # the grid's baseline
-    (["method=dropout", "dataset.scaling=unit"], "readings/fashion_mnist/l4-128/dropout-p0.4/seed3"),  # dropout_unit
-    (["method=topk", "dataset.scaling=standard"], "readings/fashion_mnist/l4-128/topk-k40+standard/seed3"),
-    (["method=topk", "train.batch_size=20"], None),  # no reading of conf/reading
-    (["method=swat_80", "arch=l2-128", "seed=2"], "rules/fashion_mnist/l2-128/swat-period1-sparsity0.8/seed2"),
-    (["method=swat_80", "seed=2"], None),  # the rules experiment runs on the panel only
-    (["method=vrpge", "arch=l5-64", "seed=3"], None),  # ... on its 3 seeds
-    (["method=topk", "arch=l2-128", "seed=2"], "fashion_mnist/l2-128/topk-k40/seed2"),  # a thesis method's: the grid's
-])
+@pytest.mark.parametrize(
+    "overrides, where",
+    [
+        (["method=dropout"], "fashion_mnist/l4-128/dropout-p0.4+standard/seed3"),  # the grid's baseline
+        (
+            ["method=dropout", "dataset.scaling=unit"],
+            "readings/fashion_mnist/l4-128/dropout-p0.4/seed3",
+        ),  # dropout_unit
+        (["method=topk", "dataset.scaling=standard"], "readings/fashion_mnist/l4-128/topk-k40+standard/seed3"),
+        (["method=topk", "train.batch_size=20"], None),  # no reading of conf/reading
+        (["method=swat_80", "arch=l2-128", "seed=2"], "rules/fashion_mnist/l2-128/swat-period1-sparsity0.8/seed2"),
+        (["method=swat_80", "seed=2"], None),  # the rules experiment runs on the panel only
+        (["method=vrpge", "arch=l5-64", "seed=3"], None),  # ... on its 3 seeds
+        (
+            ["method=topk", "arch=l2-128", "seed=2"],
+            "fashion_mnist/l2-128/topk-k40/seed2",
+        ),  # a thesis method's: the grid's
+    ],
+)
 def test_a_run_is_published_where_its_settings_say(overrides, where, tmp_path):
     from helpers import compose_config
 
@@ -115,5 +130,5 @@ def test_a_run_is_published_where_its_settings_say(overrides, where, tmp_path):
     folder = tmp_path / "runs" / records.run_subdir(cfg)
     thesis = set(grid.load_grid().tags.values())
     rules = set(grid.load_grid(methods=grid.rule_methods()).tags.values()) - thesis
-    dest = publish.destination(folder, {"config": config}, tmp_path / "out", thesis, publish.reading_tags(), rules)
+    dest = publish.destination(folder, config, tmp_path / "out", thesis, publish.reading_tags(), rules)
     assert dest == (None if where is None else tmp_path / "out" / where)

@@ -63,7 +63,9 @@ def run(rule_obj, dtype: torch.dtype, seed: int = 0, shape: tuple[int, int] = (9
 
 def test_every_rule_has_a_method_file_and_every_file_names_a_rule():
     named = {m["rule"] for m in method_files().values()}
-    assert named == set(RULES), f"rules without a conf/method file: {set(RULES) - named}; files naming no rule: {named - set(RULES)}"
+    assert named == set(RULES), (
+        f"rules without a conf/method file: {set(RULES) - named}; files naming no rule: {named - set(RULES)}"
+    )
 
 
 @pytest.mark.parametrize("rule,scope", CASES)

@@ -29,7 +29,10 @@ def test_a_held_run_lock_names_its_holder_and_is_released_cleanly(tmp_path):
 
 
 def test_the_kernel_releases_the_lock_of_a_killed_holder(tmp_path):
-    code = f"from asym_sweep import runlock; import os, time; runlock.RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)"
+    code = (
+        f"from asym_sweep import runlock; import os, time; runlock.RunLock({str(tmp_path)!r}).acquire(); "
+        "print('held', flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     assert runlock.lock_holder(tmp_path).pid == proc.pid
@@ -73,7 +76,9 @@ def test_without_flock_an_exclusive_claim_file_is_the_lock(tmp_path, monkeypatch
     lock.release()
     assert runlock.lock_holder(tmp_path) is None
     # A claim left by a dead process of this host is taken over.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     _write_holder(tmp_path / (runlock.LOCK_FILE + ".claim"), socket.gethostname(), int(dead), age_s=1)
     taker = runlock.RunLock(tmp_path)
     assert taker.acquire() is None

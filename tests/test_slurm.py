@@ -34,14 +34,20 @@ def slurm_idle() -> str | None:
         return "no Slurm client tools (sinfo, sbatch) on PATH"
     done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
     if done.returncode != 0 or "idle" not in done.stdout.split():
-        return f"Slurm at $SLURM_CONF={os.environ['SLURM_CONF']} has no idle node: {(done.stdout + done.stderr).strip()[:200]}"
+        answer = (done.stdout + done.stderr).strip()[:200]
+        return f"Slurm at $SLURM_CONF={os.environ['SLURM_CONF']} has no idle node: {answer}"
     return None
 
 
 pytestmark = pytest.mark.skipif(slurm_idle() is not None, reason=str(slurm_idle()))
 
-SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
-         "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"]
+SLURM = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=20",
+]
 
 
 def overrides(data: Path, runs: Path, **extra: object) -> list[str]:
@@ -70,14 +76,26 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 def test_a_sweep_on_slurm_completes_and_a_relaunch_skips_it(shared_data, tmp_path):
     runs, local = tmp_path / "runs", tmp_path / "local"
-    sweep = ["--multirun", *SLURM, "arch=l1-32,l2-32", "method=topk,dropout",
-             *overrides(shared_data, runs, **{"train.epochs": 1, "dataset.train_limit": 2000})]
+    sweep = [
+        "--multirun",
+        *SLURM,
+        "arch=l1-32,l2-32",
+        "method=topk,dropout",
+        *overrides(shared_data, runs, **{"train.epochs": 1, "dataset.train_limit": 2000}),
+    ]
     done = cli(sweep, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "4 runs: 4 completed, 0 skipped, 0 failed, 0 invalid" in done.stderr
     # The same run through the local launcher: the records have the same form.
-    mine = cli(["arch=l1-32", "method=topk", *overrides(shared_data, local, **{"train.epochs": 1, "dataset.train_limit": 2000}),
-                "threads=1"], cwd=REPO)
+    mine = cli(
+        [
+            "arch=l1-32",
+            "method=topk",
+            *overrides(shared_data, local, **{"train.epochs": 1, "dataset.train_limit": 2000}),
+            "threads=1",
+        ],
+        cwd=REPO,
+    )
     assert mine.returncode == 0, mine.stderr[-2000:]
     on_slurm, here = result(runs, "l1-32", "topk-k40+n2000+e1"), result(local, "l1-32", "topk-k40+n2000+e1")
     assert set(on_slurm) == set(here) and set(on_slurm["environment"]) == set(here["environment"])
@@ -101,8 +119,14 @@ def long_run(data: Path, runs: Path) -> list[str]:
 def start_and_catch_mid_run(args: list[str], run_dir: Path) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("ASYM_SWEEP_LAUNCH", None)
-    launch = subprocess.Popen([sys.executable, "-m", "asym_sweep", *args], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "asym_sweep", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: (run_dir / "checkpoint.pt").is_file(), 300, "the first epoch's checkpoint")
     running = [job for job, state in jobs_in_queue() if state == "RUNNING"]
     assert len(running) == 1, jobs_in_queue()

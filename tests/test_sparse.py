@@ -107,7 +107,9 @@ def test_forward_is_exactly_linear_for_3d_input():
 
 
 @pytest.mark.parametrize("scope", ["sample", "batch"])
-@pytest.mark.parametrize("method,params", [("dense", {}), ("topk", {"k": 99}), ("partial", {"k1": 99, "k2": 99}), ("complete", {"k": 99})])
+@pytest.mark.parametrize(
+    "method,params", [("dense", {}), ("topk", {"k": 99}), ("partial", {"k1": 99, "k2": 99}), ("complete", {"k": 99})]
+)
 def test_gradcheck_where_the_rule_is_the_true_gradient(method, params, scope):
     """With k covering every entry each rule must be the exact Jacobian-vector product."""
     gen = torch.Generator().manual_seed(1)
@@ -168,7 +170,9 @@ def test_helpers_keep_everything_when_k_covers_the_vector():
     v = torch.randn(4, 6)
     assert topk_rows(v, 6) is v
     assert topk_columns(v, 10) is None
-    assert torch.equal(topk_columns(v, 2).sort().values, torch.argsort(v.abs().sum(0), descending=True)[:2].sort().values)
+    assert torch.equal(
+        topk_columns(v, 2).sort().values, torch.argsort(v.abs().sum(0), descending=True)[:2].sort().values
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])

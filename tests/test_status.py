@@ -5,19 +5,13 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from asym_sweep import records, runlock, status
-from helpers import compose_config
+from helpers import compose_config, record_json
 
 
 def write_result(runs, arch, tag, seed, overrides=(), state="completed", wall_s=1800.0, jobs=1):
     cfg = OmegaConf.to_container(compose_config([f"arch={arch}", f"seed={seed}", *overrides]), resolve=True)
     folder = runs / "fashion_mnist" / arch / tag / f"seed{seed}"
-    result = {"schema_version": records.SCHEMA_VERSION, "status": state, "dataset": "fashion_mnist", "arch": arch,
-              "method": cfg["method"]["name"], "seed": seed, "config": cfg}
-    if state == "completed":
-        epochs = cfg["train"]["epochs"]
-        result.update(epochs=epochs, history=[{"epoch": i + 1} for i in range(epochs)],
-                      final={"val_acc": 0.8, "test_acc": 0.8}, timing={"backward_s": 1.0, "wall_s": wall_s}, flops={},
-                      environment={"jobs": jobs})
+    result = record_json(cfg, state, timing={"wall_s": wall_s}, environment={"jobs": jobs})
     records.write_json_atomic(folder / records.RESULT_FILE, result)
     return folder
 
@@ -52,7 +46,9 @@ def test_every_cell_is_in_one_state_and_other_settings_stand_apart(tmp_path, cap
     assert (topk["completed"], topk["running"], topk["interrupted"], topk["failed"], topk["damaged"]) == (1, 1, 1, 1, 1)
     assert topk["missing"] == 45 and topk["grid"] == 50
     for row in rows.values():
-        assert sum(row[s] for s in ("completed", "running", "interrupted", "failed", "damaged", "missing")) == row["grid"]
+        assert (
+            sum(row[s] for s in ("completed", "running", "interrupted", "failed", "damaged", "missing")) == row["grid"]
+        )
     assert rows["dropout-p0.4+standard"]["completed"] == 1 and rows["complete-k170"]["missing"] == 50
     out = capsys.readouterr().out
     assert "thesis grid: 2 of 200 runs completed" in out
@@ -78,7 +74,12 @@ def test_a_reader_that_leaves_early_is_no_error(tmp_path):
     write_result(tmp_path / "runs", "l1-64", "topk-k40", 0)
     r, w = os.pipe()
     os.close(r)
-    proc = subprocess.run([sys.executable, "-m", "asym_sweep.status", "--runs", str(tmp_path / "runs")], stdout=w,
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asym_sweep.status", "--runs", str(tmp_path / "runs")],
+        stdout=w,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     os.close(w)
     assert (proc.returncode, proc.stderr) == (0, "")

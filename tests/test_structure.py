@@ -36,11 +36,17 @@ def test_the_presets_sweep_the_grid_of_grid_py():
     assert [mnist.arch] == list(grid.ARCHS["mnist"])
     assert OmegaConf.to_container(mnist.hydra.sweeper.params, resolve=True)["method"].split(",") == list(grid.METHODS)
     every = compose_with_hydra(["+experiment=thesis_grid"])
-    assert OmegaConf.to_container(every.hydra.sweeper.params, resolve=True)["arch"].split(",") == list(grid.FASHION_ARCHS)
+    assert OmegaConf.to_container(every.hydra.sweeper.params, resolve=True)["arch"].split(",") == list(
+        grid.FASHION_ARCHS
+    )
 
 
 def test_hydras_run_folder_is_the_records_layout():
-    for overrides in ([], ["method=partial", "arch=l2-128", "seed=3"], ["method=dropout", "train.epochs=2", "train.batch_size=10"]):
+    for overrides in (
+        [],
+        ["method=partial", "arch=l2-128", "seed=3"],
+        ["method=dropout", "train.epochs=2", "train.batch_size=10"],
+    ):
         cfg = compose_with_hydra(overrides)
         job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         assert cfg.hydra.run.dir == str(records.run_dir(job))
@@ -57,7 +63,12 @@ def test_every_default_folder_and_the_seed_counts_have_one_definition():
     from asym_sweep import paths
 
     root = Path(__file__).resolve().parents[1]
-    files = [*root.glob("src/asym_sweep/**/*.py"), *root.glob("scripts/*.py"), *root.glob("conf/**/*.yaml"), root / "Makefile"]
+    files = [
+        *root.glob("src/asym_sweep/**/*.py"),
+        *root.glob("scripts/*.py"),
+        *root.glob("conf/**/*.yaml"),
+        root / "Makefile",
+    ]
     folders = (paths.RUNS, paths.REPORT, paths.TIMING, *paths.PUBLISHED_RUNS[1:], paths.PUBLISHED_TIMING)
     # A folder as a value (quoted, or after = or :), not a mention inside a sentence of a docstring.
     spelled = re.compile("|".join(rf"""(["'=]|: ){re.escape(f)}\b""" for f in folders))
@@ -71,4 +82,10 @@ def test_every_default_folder_and_the_seed_counts_have_one_definition():
             if spelled.search(code) or (seeds.search(code) and path.name != "grid.py"):
                 found.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
     assert found == []
-    assert sum(bool(re.match(r"(GRID|PANEL)_SEEDS = \d", line)) for line in (root / "src/asym_sweep/grid.py").read_text().splitlines()) == 2
+    assert (
+        sum(
+            bool(re.match(r"(GRID|PANEL)_SEEDS = \d", line))
+            for line in (root / "src/asym_sweep/grid.py").read_text().splitlines()
+        )
+        == 2
+    )

@@ -26,7 +26,20 @@ def test_jobs_are_the_grid_runs_configs(tiny_data):
 
 def test_a_small_sweep_writes_one_record_with_every_round(tiny_data, tmp_path, capsys):
     out = tmp_path / "timing"
-    args = ["--archs", "l1-16", "l2-32", "--warmup", "1", "--steps", "2", "--rounds", "3", "--out", str(out), *tiny(tiny_data)]
+    args = [
+        "--archs",
+        "l1-16",
+        "l2-32",
+        "--warmup",
+        "1",
+        "--steps",
+        "2",
+        "--rounds",
+        "3",
+        "--out",
+        str(out),
+        *tiny(tiny_data),
+    ]
     assert ts.main(args) == 0
     (path,) = out.glob("*.json")
     record = tr.TimingRecord.from_json(json.loads(path.read_text()))
@@ -49,22 +62,43 @@ def test_a_small_sweep_writes_one_record_with_every_round(tiny_data, tmp_path, c
 def test_ratios_are_taken_round_by_round():
     rows = []
     for r, (base, topk) in enumerate([(1.0, 0.5), (2.0, 0.6), (1.0, 0.8)]):
-        rows += [{"arch": "l1-64", "method": "dropout", "tag": "d", "round": r, "backward_ms": base, "select_ms": 0.0,
-                  "step_ms": 3.0, "flop_ratio": 1.0},
-                 {"arch": "l1-64", "method": "topk", "tag": "t", "round": r, "backward_ms": topk, "select_ms": 0.1,
-                  "step_ms": 2.0, "flop_ratio": 0.6}]
+        rows += [
+            {
+                "arch": "l1-64",
+                "method": "dropout",
+                "tag": "d",
+                "round": r,
+                "backward_ms": base,
+                "select_ms": 0.0,
+                "step_ms": 3.0,
+                "flop_ratio": 1.0,
+            },
+            {
+                "arch": "l1-64",
+                "method": "topk",
+                "tag": "t",
+                "round": r,
+                "backward_ms": topk,
+                "select_ms": 0.1,
+                "step_ms": 2.0,
+                "flop_ratio": 0.6,
+            },
+        ]
     (_, topk) = tr.ratio_table(rows)
     assert topk["ratio"] == 0.5 and topk["ratio_min"] == 0.3 and topk["ratio_max"] == 0.8
     assert topk["backward_ms"] == 0.6 and topk["rounds"] == 3
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--rounds", "0"], "--rounds must be at least 1"),
-    (["--methods", "topk"], "must include dropout"),
-    (["--methods", "dropout", "nope"], "unknown method nope"),
-    (["--archs", "l0-5"], "bad architecture"),
-    (["--archs", "l1-16", "train.epoc=3"], "train.epoc"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--methods", "topk"], "must include dropout"),
+        (["--methods", "dropout", "nope"], "unknown method nope"),
+        (["--archs", "l0-5"], "bad architecture"),
+        (["--archs", "l1-16", "train.epoc=3"], "train.epoc"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_data, capsys, args, message):
     out = tmp_path / "timing"
     assert ts.main([*args, "--steps", "1", "--warmup", "0", "--out", str(out), *tiny(tiny_data)]) == 2

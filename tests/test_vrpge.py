@@ -64,7 +64,9 @@ def test_projection_is_the_euclidean_projection(case):
     budget = float(torch.rand((), generator=gen, dtype=torch.float64) * n)
     got = project_capped_simplex(torch.tensor(v, dtype=torch.float64), budget)
     assert got.min() >= 0 and got.max() <= 1 and float(got.sum()) <= budget + 1e-12
-    torch.testing.assert_close(got, torch.tensor(brute_force_projection(v, budget), dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        got, torch.tensor(brute_force_projection(v, budget), dtype=torch.float64), atol=1e-9, rtol=0
+    )
 
 
 def test_projection_keeps_feasible_points_and_is_feasible_at_scale():
@@ -159,7 +161,10 @@ def test_gathered_blocks_give_the_autograd_gradients_step_after_step():
     ]
     for keep1, keep2 in rounds:  # the second round must clear the first round's rows
         twin.zero_grad(set_to_none=True)
-        ref = 0.5 * (F.cross_entropy(subnetwork_forward(twin, x, keep1), y) + F.cross_entropy(subnetwork_forward(twin, x, keep2), y))
+        ref = 0.5 * (
+            F.cross_entropy(subnetwork_forward(twin, x, keep1), y)
+            + F.cross_entropy(subnetwork_forward(twin, x, keep2), y)
+        )
         ref.backward()
         b1, b2 = gather_blocks(model, keep1), gather_blocks(model, keep2)
         loss = 0.5 * (F.cross_entropy(blocks_forward(b1, x), y) + F.cross_entropy(blocks_forward(b2, x), y))
@@ -232,7 +237,11 @@ def test_state_round_trip_continues_identically():
     a = make()
     for xb, yb in data[:4]:
         a.step(xb, yb)
-    saved = (copy.deepcopy(a.model.state_dict()), copy.deepcopy(a.optimizer.state_dict()), copy.deepcopy(a.state_dict()))
+    saved = (
+        copy.deepcopy(a.model.state_dict()),
+        copy.deepcopy(a.optimizer.state_dict()),
+        copy.deepcopy(a.state_dict()),
+    )
     for xb, yb in data[4:]:
         a.step(xb, yb)
 

@@ -72,7 +72,7 @@ def _discard_if_new(run_dir: Path) -> None:
 def _record_failure(run_dir: Path, cfg: DictConfig, err: BaseException) -> None:
     try:
         records.write_bytes_atomic(run_dir / records.ERROR_FILE, traceback.format_exc().encode())
-        records.write_json_atomic(run_dir / records.RESULT_FILE, records.failed_result(cfg, err))
+        records.write_result(run_dir, records.failed_result(cfg, err))
     except OSError as write_err:  # the sweep goes on even if the folder is unwritable
         log(f"asym-sweep: could not record the failure in {run_dir}: {write_err}")
 
@@ -107,8 +107,8 @@ def _execute_locked(cfg: DictConfig, run_dir: Path, threads: resources.ThreadCho
     existing, problem = records.read_result(run_dir)
     if problem:
         log(f"asym-sweep: {problem}; running it again")
-    if existing is not None and existing["status"] == "completed":
-        differences = identity_differences(identity(existing["config"]), identity(cfg))
+    if existing is not None and existing.completed:
+        differences = identity_differences(identity(existing.config), identity(cfg))
         if not differences:
             log(f"asym-sweep: skipped {run_dir}: already completed")
             launch.record_outcome(run_dir, "skipped")
@@ -141,10 +141,10 @@ def _execute_locked(cfg: DictConfig, run_dir: Path, threads: resources.ThreadCho
         return "failed"
 
     (run_dir / records.ERROR_FILE).unlink(missing_ok=True)
-    f, t = result["final"], result["timing"]
+    f, t = result.final, result.timing
     log(
         f"asym-sweep: done {run_dir}: val acc {f['val_acc']:.4f}, test acc {f['test_acc']:.4f}, "
-        f"backward {t['backward_s']:.2f}s (selection {t['select_s']:.2f}s), wall {t['wall_s']:.1f}s"
+        f"backward {t.backward_s:.2f}s (selection {t.select_s:.2f}s), wall {t.wall_s:.1f}s"
     )
     launch.record_outcome(run_dir, "completed")
     return "completed"
@@ -152,13 +152,18 @@ def _execute_locked(cfg: DictConfig, run_dir: Path, threads: resources.ThreadCho
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_entry(cfg: DictConfig) -> str:
-    return execute(cfg, Path(HydraConfig.get().runtime.output_dir), launch.threads_for_job(cfg, launch.jobs_of_launch()))
+    return execute(
+        cfg, Path(HydraConfig.get().runtime.output_dir), launch.threads_for_job(cfg, launch.jobs_of_launch())
+    )
 
 
 def main() -> None:
     if not CONF_DIR.is_dir():
-        print(f"asym-sweep: error: config folder {CONF_DIR} not found; install the project with `pip install -e .` from its checkout",
-              file=sys.stderr)
+        print(
+            f"asym-sweep: error: config folder {CONF_DIR} not found; install the project with `pip install -e .` "
+            "from its checkout",
+            file=sys.stderr,
+        )
         sys.exit(launch.EXIT_INVALID)
     launch.register_configs()
     try:

@@ -48,8 +48,10 @@ class GradSink:
         key = id(param)
         found = self._slots.get(key)
         if found is None or found[0].shape != param.shape:
-            found = (torch.zeros_like(param, memory_format=torch.contiguous_format),
-                     torch.empty(0, dtype=torch.long, device=param.device))
+            found = (
+                torch.zeros_like(param, memory_format=torch.contiguous_format),
+                torch.empty(0, dtype=torch.long, device=param.device),
+            )
             self._slots[key] = found
         return found
 
@@ -78,9 +80,8 @@ def _put(dest: Tensor, rows: Tensor, cols: Tensor | None, block: Tensor, accumul
         (dest.index_add_ if accumulate else dest.index_copy_)(0, rows, block)
     elif dest.is_contiguous():
         # The block as one flat scatter (rows and cols are distinct, so every target is
-        # written once): 15 us against 21 us for index_put_ on partial's 40x200 block, 40
-        # against 67 us on complete's 170x170 (interleaved medians); in a whole step on
-        # l3-1024, complete's backward went from 3.74 to 3.71 ms (two interleaved A/Bs).
+        # written once): cheaper than index_put_ on partial's and complete's blocks
+        # (docs/performance.md, "Measurements behind choices in the code").
         flat = torch.add(cols, rows[:, None], alpha=dest.shape[1]).view(-1)
         target = dest.view(-1)
         (target.scatter_add_ if accumulate else target.scatter_)(0, flat, block.reshape(-1))
@@ -155,8 +156,13 @@ class _SparseLinearFunction(torch.autograd.Function):
 def _fusable(g: Tensor, x: Tensor) -> bool:
     """Whether the fused backward takes this call: 2-D float32 CPU tensors, no graph of the backward
     being built (create_graph takes the pure-torch path, whose results are differentiable)."""
-    return (x.dim() == 2 and g.device.type == "cpu" and g.dtype == torch.float32 and x.dtype == torch.float32
-            and not torch.is_grad_enabled())
+    return (
+        x.dim() == 2
+        and g.device.type == "cpu"
+        and g.dtype == torch.float32
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+    )
 
 
 def _fused_backward(ctx, lib, g: Tensor, x: Tensor, weight: Tensor) -> tuple:
@@ -170,9 +176,24 @@ def _fused_backward(ctx, lib, g: Tensor, x: Tensor, weight: Tensor) -> tuple:
         b_slot = sink.slot(params[1]) if params[1] is not None else (None, None)
     helper = fused.helper()
     grad_x, grad_w, grad_b, select_s = lib.backward(
-        fused.kind_code(spec.kind), spec.k, spec.kx, spec.x_each, ctx.nonnegative_input, g, x, weight,
-        need_x, need_w, need_b, *(params or (None, None)), *w_slot, *b_slot,
-        helper.address, helper.shares_threads, helper.ties_agree)
+        fused.kind_code(spec.kind),
+        spec.k,
+        spec.kx,
+        spec.x_each,
+        ctx.nonnegative_input,
+        g,
+        x,
+        weight,
+        need_x,
+        need_w,
+        need_b,
+        *(params or (None, None)),
+        *w_slot,
+        *b_slot,
+        helper.address,
+        helper.shares_threads,
+        helper.ties_agree,
+    )
     if ctx.clock is not None:
         ctx.clock.add(select_s)
     return grad_x, grad_w, grad_b, None, None, None, None, None

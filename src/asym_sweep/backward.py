@@ -181,7 +181,9 @@ def register_rule(name: str) -> Callable[[type[BackwardRule]], type[BackwardRule
     return add
 
 
-def build_rule(registry: dict[str, type[BackwardRule]], method: str, scope: str, params: dict[str, Any]) -> BackwardRule:
+def build_rule(
+    registry: dict[str, type[BackwardRule]], method: str, scope: str, params: dict[str, Any]
+) -> BackwardRule:
     """A rule of ``registry``, turning every kind of bad input into one `ValueError`."""
     if method not in registry:
         raise ValueError(f"unknown method {method!r}; registered rules: {', '.join(sorted(registry))}")
@@ -281,12 +283,18 @@ def check_int(name: str, value: Any, minimum: int = 1, hint: str = "") -> None:
 
 def check_k(name: str, value: Any) -> None:
     """A selection size: an integer >= 1 (a k at or above a layer's width keeps all of it)."""
-    check_int(name, value, 1, "; a k at or above a layer's width keeps every entry "
-                               "(for dense backprop use method=dropout, with method.dropout=0 for no dropout)")
+    check_int(
+        name,
+        value,
+        1,
+        "; a k at or above a layer's width keeps every entry "
+        "(for dense backprop use method=dropout, with method.dropout=0 for no dropout)",
+    )
 
 
-def check_real(name: str, value: Any, low: float, high: float, *, low_closed: bool = False,
-               high_closed: bool = True, why: str = "") -> None:
+def check_real(
+    name: str, value: Any, low: float, high: float, *, low_closed: bool = False, high_closed: bool = True, why: str = ""
+) -> None:
     """``value`` is a finite number (a bool is not) in the interval from ``low`` to ``high``."""
     interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

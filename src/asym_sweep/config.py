@@ -82,7 +82,16 @@ class RunConfig:
 # floating-point sums (e.g. val acc 0.8486 with 2 threads, 0.8490 with 1 on l1-64 top-k), but
 # they are recorded in result.json, not made part of the identity: otherwise the same cell run
 # on a 2-core laptop and a 16-core node would never count as one.
-NON_IDENTITY_KEYS = ("device", "threads", "progress", "runs_root", "n_seeds", "projection", "dataset.root", "train.checkpoint")
+NON_IDENTITY_KEYS = (
+    "device",
+    "threads",
+    "progress",
+    "runs_root",
+    "n_seeds",
+    "projection",
+    "dataset.root",
+    "train.checkpoint",
+)
 
 # Settings outside the method that change a run's numbers, and their forms in the folder name.
 # A run whose values all equal the reference setup (`reference_settings`) keeps the plain
@@ -188,8 +197,11 @@ def settings_suffix(values: Mapping[str, Any], reference: Mapping[str, Any]) -> 
     """``+e2+b10``: the `SETTING_TAGS` keys of ``values`` that differ from ``reference``, in
     `SETTING_TAGS` order ('' if none). The one owner of that form: run folders (`settings_tag`)
     and the grid's method tags (`grid.ThesisGrid.tags`, a method file fixing its input scaling)."""
-    return "".join(f"+{short}{_tag_value(values[key])}" for key, short in SETTING_TAGS.items()
-                   if key in values and values[key] != reference[key])
+    return "".join(
+        f"+{short}{_tag_value(values[key])}"
+        for key, short in SETTING_TAGS.items()
+        if key in values and values[key] != reference[key]
+    )
 
 
 def settings_tag(cfg: DictConfig | dict) -> str:
@@ -294,14 +306,25 @@ def validate(cfg: DictConfig) -> None:
         (cfg.threads >= 0, f"threads must be >= 0, got {cfg.threads}"),
         (cfg.progress in ("auto", "on", "off"), f"progress must be auto, on or off, got {cfg.progress!r}"),
         (cfg.projection in ("off", "print", "only"), f"projection must be off, print or only, got {cfg.projection!r}"),
-        (cfg.device == "auto" or cfg.device.split(":")[0] in ("cpu", "cuda", "mps"), f"device must be auto, cpu or cuda[:N], got {cfg.device!r}"),
+        (
+            cfg.device == "auto" or cfg.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            f"device must be auto, cpu or cuda[:N], got {cfg.device!r}",
+        ),
         (0.0 <= cfg.method.dropout < 1.0, f"method.dropout must be in [0, 1), got {cfg.method.dropout}"),
-        (cfg.method.dropout_at in DROPOUT_AT, f"method.dropout_at must be one of {', '.join(DROPOUT_AT)}, got {cfg.method.dropout_at!r}"),
-        (cfg.dataset.scaling in SCALINGS, f"dataset.scaling must be one of {', '.join(SCALINGS)}, got {cfg.dataset.scaling!r}"),
+        (
+            cfg.method.dropout_at in DROPOUT_AT,
+            f"method.dropout_at must be one of {', '.join(DROPOUT_AT)}, got {cfg.method.dropout_at!r}",
+        ),
+        (
+            cfg.dataset.scaling in SCALINGS,
+            f"dataset.scaling must be one of {', '.join(SCALINGS)}, got {cfg.dataset.scaling!r}",
+        ),
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={cfg.device} but CUDA is not available on this machine; use device=cpu or device=auto")
+        raise ConfigError(
+            f"device={cfg.device} but CUDA is not available on this machine; use device=cpu or device=auto"
+        )

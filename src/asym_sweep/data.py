@@ -130,10 +130,7 @@ def not_found_message(info: DatasetInfo, searched: list[Path]) -> str:
     if info.debian_package:
         ways.append(f"`apt-get install {info.debian_package}` (Debian/Ubuntu)")
     ways.append(f"`pip install torchvision` then `python -m asym_sweep.download --dataset {info.name}`")
-    return (
-        f"{info.name} data not found; searched: {', '.join(map(str, searched))}. "
-        f"Get it with: {'; or '.join(ways)}"
-    )
+    return f"{info.name} data not found; searched: {', '.join(map(str, searched))}. Get it with: {'; or '.join(ways)}"
 
 
 def find_files(info: DatasetInfo, configured_root: str | None) -> dict[str, Path]:
@@ -172,7 +169,9 @@ def parse_idx(raw: bytes, path: Path, expected_ndim: int) -> Tensor:
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + int(torch.tensor(dims).prod().item())
     if len(raw) != expected:
-        raise DataError(f"{path}: {len(raw)} bytes but its header promises {expected}; the file is truncated or damaged")
+        raise DataError(
+            f"{path}: {len(raw)} bytes but its header promises {expected}; the file is truncated or damaged"
+        )
     data = torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8)
     return data.reshape(dims)
 
@@ -202,8 +201,9 @@ def read_pair(info: DatasetInfo, images_path: Path, labels_path: Path) -> tuple[
     return images, labels
 
 
-def load_splits(name: str, root: str | None, val_size: int = 5000, train_limit: int | None = None,
-                scaling: str = "unit") -> Splits:
+def load_splits(
+    name: str, root: str | None, val_size: int = 5000, train_limit: int | None = None, scaling: str = "unit"
+) -> Splits:
     """Read, verify and split a dataset; float32 pixels in [0, 1] (or standardised), flattened to 784."""
     info = dataset_info(name)
     files = find_files(info, root)

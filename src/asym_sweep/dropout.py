@@ -37,8 +37,14 @@ def _applies(x: Tensor, p: float, training: bool) -> bool:
     # Where F.dropout is the identity or a product with zero, or the input is not a float32
     # CPU tensor the helper's mask can stand in for, torch's own path runs.
     # Contiguous only: torch fills its noise in the input's memory order, the helper row-major.
-    return (training and 0.0 < p < 1.0 and x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0
-            and x.is_contiguous())
+    return (
+        training
+        and 0.0 < p < 1.0
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.numel() > 0
+        and x.is_contiguous()
+    )
 
 
 def torch_mask(found: native.Helper, n: int, keep: float) -> Tensor:
@@ -69,7 +75,9 @@ def helper_masks_agree() -> bool:
                 expected = torch.empty(n).bernoulli_(keep)
                 after = torch.get_rng_state()
                 torch.set_rng_state(before)
-                if not torch.equal(torch_mask(found, n, keep), expected) or not torch.equal(torch.get_rng_state(), after):
+                if not torch.equal(torch_mask(found, n, keep), expected) or not torch.equal(
+                    torch.get_rng_state(), after
+                ):
                     return False
         return True
     finally:

@@ -74,8 +74,12 @@ def _torch_build_flags() -> list[str]:
 
 
 def library_path(compiler: str, flags: list[str]) -> Path:
-    named_by = SOURCE.read_bytes() + " ".join([native._compiler_id(compiler), *flags, torch.__version__,
-                                               platform.python_version(), platform.machine()]).encode()
+    named_by = (
+        SOURCE.read_bytes()
+        + " ".join(
+            [native._compiler_id(compiler), *flags, torch.__version__, platform.python_version(), platform.machine()]
+        ).encode()
+    )
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     return native.cache_dir() / f"asym-fused-{hashlib.sha256(named_by).hexdigest()[:16]}{suffix}"
 
@@ -104,7 +108,10 @@ def _load(path: Path) -> ModuleType:
 @functools.cache
 def module() -> ModuleType | None:
     """The built extension, built if need be; None where it cannot be had (logged once, at INFO)."""
-    if any(os.environ.get(name, "1").strip().lower() in ("0", "off", "false", "no") for name in (native.DISABLE_ENV, DISABLE_ENV)):
+    if any(
+        os.environ.get(name, "1").strip().lower() in ("0", "off", "false", "no")
+        for name in (native.DISABLE_ENV, DISABLE_ENV)
+    ):
         return None
     compiler = native.find_compiler()
     if compiler is None:

@@ -79,8 +79,10 @@ def rule_methods(conf_dir: Path = CONF_DIR) -> tuple[str, ...]:
         by_rule.setdefault(str(method_node(name, conf_dir).rule), []).append(name)
     missing = [rule for rule in list_rules() if rule not in by_rule]
     if missing:
-        raise ValueError(f"registered rule(s) {', '.join(missing)} have no conf/method file: add "
-                         f"conf/method/<name>.yaml with `rule: <rule>` and the source's default parameters")
+        raise ValueError(
+            f"registered rule(s) {', '.join(missing)} have no conf/method file: add "
+            f"conf/method/<name>.yaml with `rule: <rule>` and the source's default parameters"
+        )
     return tuple(name for rule in list_rules() for name in by_rule[rule])
 
 
@@ -128,8 +130,10 @@ def settings_from_conf(name: str, conf_dir: Path = CONF_DIR) -> dict[str, Any]:
     allowed = set(SETTING_TAGS) - {"train.epochs"}  # epochs are the dataset's (9.1.1, 9.1.2)
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise ValueError(f"conf/method/{name}.yaml sets {', '.join(unknown)}: a method file may fix only "
-                         f"{', '.join(sorted(allowed))} beside its method node")
+        raise ValueError(
+            f"conf/method/{name}.yaml sets {', '.join(unknown)}: a method file may fix only "
+            f"{', '.join(sorted(allowed))} beside its method node"
+        )
     return values
 
 
@@ -145,15 +149,19 @@ class ThesisGrid:
     def tags(self) -> dict[str, str]:
         """Method name -> the tag of its grid runs' folders (``topk`` -> ``topk-k40``,
         ``dropout`` -> ``dropout-p0.4+standard``)."""
-        return {name: spec.tag() + settings_suffix(self.settings.get(name, {}), schema_settings())
-                for name, spec in self.specs.items()}
+        return {
+            name: spec.tag() + settings_suffix(self.settings.get(name, {}), schema_settings())
+            for name, spec in self.specs.items()
+        }
 
     def tags_with(self, settings: dict[str, Any]) -> dict[str, str]:
         """Method name -> the tag its runs get with ``settings`` in place of what its file fixes:
         ``tags_with({"dataset.scaling": "unit"})["dropout"]`` is ``dropout-p0.4``. The runs of one
         experiment-wide choice (`EXPERIMENT_WIDE`), one per method."""
-        return {name: spec.tag() + settings_suffix({**self.settings.get(name, {}), **settings}, schema_settings())
-                for name, spec in self.specs.items()}
+        return {
+            name: spec.tag() + settings_suffix({**self.settings.get(name, {}), **settings}, schema_settings())
+            for name, spec in self.specs.items()
+        }
 
     @property
     def baseline_tag(self) -> str:
@@ -183,8 +191,11 @@ class ThesisGrid:
             label = f"{LABELS[name]} {spec.dropout:g}"
         else:
             label = f"{LABELS[name]} " + ", ".join(f"{k}={v}" for k, v in spec.params.items())
-        words = [SETTING_WORDS.get(item, f"{item[0]}={item[1]}") for item in self.settings.get(name, {}).items()
-                 if item[1] != schema_settings()[item[0]]]
+        words = [
+            SETTING_WORDS.get(item, f"{item[0]}={item[1]}")
+            for item in self.settings.get(name, {}).items()
+            if item[1] != schema_settings()[item[0]]
+        ]
         return ", ".join([label, *words])
 
     def order(self, tags: Iterable[str]) -> list[str]:
@@ -201,5 +212,7 @@ class ThesisGrid:
 def load_grid(conf_dir: Path = CONF_DIR, methods: Iterable[str] = METHODS) -> ThesisGrid:
     """The thesis' four methods; ``methods=rule_methods()``: the rules experiment's."""
     methods = tuple(methods)
-    return ThesisGrid({name: method_from_conf(name, conf_dir) for name in methods},
-                      {name: settings_from_conf(name, conf_dir) for name in methods})
+    return ThesisGrid(
+        {name: method_from_conf(name, conf_dir) for name in methods},
+        {name: settings_from_conf(name, conf_dir) for name in methods},
+    )

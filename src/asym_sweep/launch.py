@@ -61,11 +61,18 @@ def grid_values(what: str, dataset: str = "") -> str | int:
     counts = {"seeds": grid.GRID_SEEDS, "panel_seeds": grid.PANEL_SEEDS}
     if what in counts:
         return counts[what]
-    values = {"methods": grid.METHODS, "panel": grid.PANEL, "readings": grid.readings(), "rule_methods": grid.rule_methods()}
+    values = {
+        "methods": grid.METHODS,
+        "panel": grid.PANEL,
+        "readings": grid.readings(),
+        "rule_methods": grid.rule_methods(),
+    }
     if what == "archs":
         return ",".join(grid.ARCHS[dataset])
     if what not in values:
-        raise ValueError(f"${{grid:{what}}}: expected archs,<dataset>, methods, panel, readings, rule_methods, seeds or panel_seeds")
+        raise ValueError(
+            f"${{grid:{what}}}: expected archs,<dataset>, methods, panel, readings, rule_methods, seeds or panel_seeds"
+        )
     return ",".join(values[what])
 
 
@@ -153,17 +160,29 @@ def interrupted_summary() -> str:
     if ledger:
         Path(ledger).unlink(missing_ok=True)
     lines, _ = report_lines(outcomes, None)
-    return "\n".join(["asym-sweep: interrupted; run the same command again to resume (finished runs are skipped)"] + lines)
+    return "\n".join(
+        ["asym-sweep: interrupted; run the same command again to resume (finished runs are skipped)"] + lines
+    )
 
 
 def print_projection(config: DictConfig) -> None:
     """The launch's projected time (`projection`), before any job starts."""
-    params = OmegaConf.to_container(config.hydra.sweeper.params, resolve=True) if config.hydra.sweeper.get("params") else {}
+    params = (
+        OmegaConf.to_container(config.hydra.sweeper.params, resolve=True) if config.hydra.sweeper.get("params") else {}
+    )
     jobs = jobs_of_launch(config.hydra.launcher)
     threads = threads_for_job(config, jobs, config.hydra.launcher).threads
     overrides = projection.job_overrides(params or {}, config.hydra.overrides.task)
-    print(f"projection: timing {len(overrides)} jobs (finished runs, else a few measured steps each) ...", file=sys.stderr, flush=True)
-    print(projection.render(projection.project(overrides, Path(config.runs_root), jobs, threads)), file=sys.stderr, flush=True)
+    print(
+        f"projection: timing {len(overrides)} jobs (finished runs, else a few measured steps each) ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(
+        projection.render(projection.project(overrides, Path(config.runs_root), jobs, threads)),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class LaunchSummary(Callback):

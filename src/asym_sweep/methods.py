@@ -101,4 +101,3 @@ def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(params, DictConfig):
         return dict(OmegaConf.to_container(params, resolve=True))  # type: ignore[arg-type]
     return dict(params)
-

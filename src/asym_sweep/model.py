@@ -41,11 +41,8 @@ class Arch:
 def parse_arch(name: str) -> Arch:
     match = _ARCH_PATTERN.fullmatch(str(name).strip())
     if match is None or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise ValueError(
-            f"bad architecture {name!r}: expected l<depth>-<width> with positive integers, e.g. l3-256"
-        )
+        raise ValueError(f"bad architecture {name!r}: expected l<depth>-<width> with positive integers, e.g. l3-256")
     return Arch(int(match.group(1)), int(match.group(2)))
-
 
 
 class SparseLinear(nn.Module):
@@ -73,7 +70,7 @@ class SparseLinear(nn.Module):
         # keeps the pure-torch path.
         self.fused = True
         # Initialised at once, as nn.Linear is: a model built from the public API must not train
-        # from torch.empty's leftovers (denormal garbage made Adam 20% slower in a plain loop).
+        # from torch.empty's leftovers (denormal garbage slowed Adam: docs/performance.md).
         self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -84,12 +81,16 @@ class SparseLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.native:
             return F.linear(x, self.weight, self.bias)
-        return apply_rule(self.rule, x, self.weight, self.bias, self.clock, self.sink, self.nonnegative_input, self.fused)
+        return apply_rule(
+            self.rule, x, self.weight, self.bias, self.clock, self.sink, self.nonnegative_input, self.fused
+        )
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.rule.params().items())
         sign = ", input >= 0" if self.nonnegative_input else ""
-        return f"{self.in_features} -> {self.out_features}, rule={self.rule.name}({params}), scope={self.rule.scope}{sign}"
+        return (
+            f"{self.in_features} -> {self.out_features}, rule={self.rule.name}({params}), scope={self.rule.scope}{sign}"
+        )
 
 
 class MLP(nn.Module):
@@ -105,7 +106,11 @@ class MLP(nn.Module):
     """
 
     def __init__(
-        self, arch: Arch, rules: Sequence[BackwardRule], dropout: float = 0.0, nonnegative_pixels: bool = False,
+        self,
+        arch: Arch,
+        rules: Sequence[BackwardRule],
+        dropout: float = 0.0,
+        nonnegative_pixels: bool = False,
         dropout_at: str = "all",
     ) -> None:
         super().__init__()

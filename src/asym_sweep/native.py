@@ -75,7 +75,10 @@ def _compiler_id(compiler: str) -> str:
 
 
 def library_path(compiler: str, flags: tuple[str, ...] = OPENMP_FLAGS) -> Path:
-    named_by = b"".join(src.read_bytes() for src in SOURCES) + " ".join([_compiler_id(compiler), *flags, platform.machine()]).encode()
+    named_by = (
+        b"".join(src.read_bytes() for src in SOURCES)
+        + " ".join([_compiler_id(compiler), *flags, platform.machine()]).encode()
+    )
     return cache_dir() / f"asym-helper-{hashlib.sha256(named_by).hexdigest()[:16]}.so"
 
 
@@ -138,7 +141,9 @@ def helper() -> Helper | None:
         return None
     compiler = find_compiler()
     if compiler is None:
-        log.info("no C++ compiler found: row-wise top-k runs on torch.topk, dropout on torch's own (same results, slower)")
+        log.info(
+            "no C++ compiler found: row-wise top-k runs on torch.topk, dropout on torch's own (same results, slower)"
+        )
         return None
     failures = []
     for flags in (OPENMP_FLAGS, FLAGS):  # without OpenMP where the compiler lacks it
@@ -146,15 +151,23 @@ def helper() -> Helper | None:
             return _load(compiler, flags)
         except (OSError, subprocess.SubprocessError) as err:
             failures.append(str(err))
-    log.info("compiled helper unavailable (%s): torch.topk runs instead, and torch's dropout (same results, slower)",
-             "; ".join(failures))
+    log.info(
+        "compiled helper unavailable (%s): torch.topk runs instead, and torch's dropout (same results, slower)",
+        "; ".join(failures),
+    )
     return None
 
 
 def applies(v: Tensor) -> bool:
     """Whether the helper can take ``v``: a non-empty contiguous float32 CPU matrix outside autograd."""
-    return (v.device.type == "cpu" and v.dtype == torch.float32 and v.dim() == 2 and v.is_contiguous()
-            and v.shape[0] > 0 and not (v.requires_grad and torch.is_grad_enabled()))
+    return (
+        v.device.type == "cpu"
+        and v.dtype == torch.float32
+        and v.dim() == 2
+        and v.is_contiguous()
+        and v.shape[0] > 0
+        and not (v.requires_grad and torch.is_grad_enabled())
+    )
 
 
 def threads(found: Helper) -> int:
@@ -162,8 +175,9 @@ def threads(found: Helper) -> int:
     return torch.get_num_threads() if found.shares_torch_threads else 1
 
 
-def row_topk(found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: bool,
-             n_threads: int = 1) -> tuple[Tensor, Tensor]:
+def row_topk(
+    found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: bool, n_threads: int = 1
+) -> tuple[Tensor, Tensor]:
     """``v`` (one that `applies`) with all but the k largest-key entries of each row zeroed
     (1 <= k < width; keys as in `rowtopk.cpp`), and the indices of the rows it left unwritten
     for the caller: none when ``resolve_ties``, else the first row with a tie at the k-th key
@@ -172,8 +186,9 @@ def row_topk(found: Helper, v: Tensor, k: int, nonnegative: bool, resolve_ties: 
     rows, n = v.shape
     out = torch.empty_like(v)
     left = torch.empty(rows, dtype=torch.int64)
-    n_left = found.lib.asym_topk_rows_f32(v.data_ptr(), out.data_ptr(), rows, n, k, int(nonnegative),
-                                          int(resolve_ties), n_threads, left.data_ptr())
+    n_left = found.lib.asym_topk_rows_f32(
+        v.data_ptr(), out.data_ptr(), rows, n, k, int(nonnegative), int(resolve_ties), n_threads, left.data_ptr()
+    )
     return out, left[:n_left]
 
 
@@ -182,7 +197,9 @@ def bernoulli_from_state(found: Helper, state: Tensor, n: int, q: float) -> Tens
     generator state (`torch.get_rng_state`), which it advances in place as torch's `bernoulli_`
     does on CPUs other than Intel's (`dropmask.cpp`). 0 <= q <= 1."""
     if state.dtype != torch.uint8 or state.numel() != RNG_STATE_BYTES or not state.is_contiguous():
-        raise ValueError(f"expected torch's CPU generator state ({RNG_STATE_BYTES} bytes), got {state.numel()} {state.dtype}")
+        raise ValueError(
+            f"expected torch's CPU generator state ({RNG_STATE_BYTES} bytes), got {state.numel()} {state.dtype}"
+        )
     out = torch.empty(n)
     # u < q with u = k * 2^-53 (k the draw's low 53 bits) is k < ceil(q * 2^53): both exact.
     if found.lib.asym_bernoulli_f32(state.data_ptr(), out.data_ptr(), n, math.ceil(q * 2.0**53)) != 0:

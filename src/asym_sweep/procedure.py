@@ -92,7 +92,7 @@ class Procedure:
         model.set_clock(timers["select"])
         model.use_grad_sinks()
         self.rules: list[BackwardRule] = [layer.rule for layer in model.layers]
-        # Per-step Python work is a visible share of a small model's step (l1-64: ~0.4 ms),
+        # Per-step Python work is a visible share of a small model's step (docs/performance.md),
         # so only rules that use the hook are called, and static FLOP counts are cached.
         self._step_hooks = [r for r in self.rules if type(r).start_step is not BackwardRule.start_step]
         self._static_madds = not any(r.madds_depend_on_data for r in self.rules)

@@ -39,14 +39,23 @@ def format_duration(seconds: float) -> str:
 class RunProgress:
     """The bar (terminal) or the per-epoch lines (elsewhere) of one run."""
 
-    def __init__(self, label: str, epochs: int, batches: int, done_epochs: int, enabled: bool,
-                 stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, epochs: int, batches: int, done_epochs: int, enabled: bool, stream: TextIO | None = None
+    ) -> None:
         self.label = label
         self.epochs = epochs
         self.enabled = enabled
         self._epoch_seconds: list[float] = []
-        self.bar = tqdm(total=epochs * batches, initial=done_epochs * batches, desc=label, unit="batch",
-                        file=stream or sys.stderr, disable=not enabled, dynamic_ncols=True, leave=False)
+        self.bar = tqdm(
+            total=epochs * batches,
+            initial=done_epochs * batches,
+            desc=label,
+            unit="batch",
+            file=stream or sys.stderr,
+            disable=not enabled,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def start_epoch(self, epoch: int) -> None:
         self.bar.set_description(f"{self.label} epoch {epoch + 1}/{self.epochs}", refresh=False)
@@ -59,8 +68,10 @@ class RunProgress:
         self._epoch_seconds.append(seconds)
         remaining = self.epochs - (epoch + 1)
         eta = remaining * sum(self._epoch_seconds) / len(self._epoch_seconds)
-        line = (f"{self.label} epoch {epoch + 1}/{self.epochs}: loss {train_loss:.4f}, val acc {val_acc:.4f}, "
-                f"test acc {test_acc:.4f}, {seconds:.1f} s, ETA {format_duration(eta)}")
+        line = (
+            f"{self.label} epoch {epoch + 1}/{self.epochs}: loss {train_loss:.4f}, val acc {val_acc:.4f}, "
+            f"test acc {test_acc:.4f}, {seconds:.1f} s, ETA {format_duration(eta)}"
+        )
         logging.getLogger(FILE_LOGGER if self.enabled else RUN_LOGGER).info(line)
         self.bar.set_postfix_str(f"loss {train_loss:.4f} val {val_acc:.4f}", refresh=False)
         return line

@@ -47,7 +47,7 @@ from asym_sweep.model import parse_arch
 from asym_sweep.train import build_learner
 
 MEASURED_STEPS, WARMUP_STEPS = 20, 5
-START_S = 4.0  # Python start, data loading and model building of one run (measured: 3-5 s)
+START_S = 4.0  # Python start, data loading and model building of one run (docs/performance.md)
 
 
 @dataclass
@@ -94,11 +94,11 @@ def completed_wall(runs_root: Path) -> dict[tuple[str, str, str], list[tuple[flo
     walls: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
     for folder in records.run_folders(runs_root):
         result, _ = records.read_result(folder)
-        if result is not None and result["status"] == "completed":
+        if result is not None and result.completed:
             dataset, arch, tag, _ = records.folder_key(folder)
-            timing = result["timing"]
-            floor = sum(float(timing[k]) for k in ("forward_s", "optimizer_s", "eval_s"))
-            walls[(dataset, arch, tag)].append((float(timing["wall_s"]), floor))
+            timing = result.timing
+            floor = timing.forward_s + timing.optimizer_s + timing.eval_s
+            walls[(dataset, arch, tag)].append((timing.wall_s, floor))
     return walls
 
 
@@ -126,8 +126,10 @@ def measure(cfg: DictConfig, threads: int) -> tuple[float, float]:
         with torch.no_grad():
             procedure.model.eval()
             for chunk in range(0, n_eval, int(cfg.train.eval_batch_size)):
-                F.cross_entropy(procedure.predict(torch.rand(min(int(cfg.train.eval_batch_size), n_eval - chunk), 784)),
-                                torch.zeros(min(int(cfg.train.eval_batch_size), n_eval - chunk), dtype=torch.long))
+                F.cross_entropy(
+                    procedure.predict(torch.rand(min(int(cfg.train.eval_batch_size), n_eval - chunk), 784)),
+                    torch.zeros(min(int(cfg.train.eval_batch_size), n_eval - chunk), dtype=torch.long),
+                )
         eval_s = time.perf_counter() - start
     finally:
         torch.set_num_threads(old)
@@ -135,7 +137,9 @@ def measure(cfg: DictConfig, threads: int) -> tuple[float, float]:
     if cfg.dataset.train_limit is not None:
         n_train = min(n_train, int(cfg.dataset.train_limit))
     steps = n_batches(n_train, batch)
-    return START_S + int(cfg.train.epochs) * (steps * step_s + eval_s), int(cfg.train.epochs) * (steps * step_floor_s + eval_s)
+    return START_S + int(cfg.train.epochs) * (steps * step_s + eval_s), int(cfg.train.epochs) * (
+        steps * step_floor_s + eval_s
+    )
 
 
 def estimate(cfg: DictConfig, walls: dict, measured: dict, threads: int) -> Estimate:
@@ -171,12 +175,16 @@ def project(jobs_overrides: list[list[str]], runs_root: Path, jobs: int, threads
 
 def render(p: Projection) -> str:
     hours = p.wall_hours
-    lines = [f"projection: {sum(len(v) for v in p.per_tag.values())} runs, {p.jobs} at a time: "
-             f"{hours:.1f} h ({p.job_seconds / 3600:.1f} h of job time); "
-             + ", ".join(f"{n} {s}" for s, n in sorted(p.sources.items()))]
+    lines = [
+        f"projection: {sum(len(v) for v in p.per_tag.values())} runs, {p.jobs} at a time: "
+        f"{hours:.1f} h ({p.job_seconds / 3600:.1f} h of job time); "
+        + ", ".join(f"{n} {s}" for s, n in sorted(p.sources.items()))
+    ]
     if p.floor_seconds > 0:
-        lines.append(f"  of which {p.floor_hours:.1f} h forward passes, optimizer steps and evaluation, which every method does "
-                     "in full (only the backward pass is sparsified): no backward rule makes it shorter here")
+        lines.append(
+            f"  of which {p.floor_hours:.1f} h forward passes, optimizer steps and evaluation, which every method does "
+            "in full (only the backward pass is sparsified): no backward rule makes it shorter here"
+        )
     width = max(map(len, p.per_tag), default=0)  # the column fits the longest run tag
     for tag, seconds in sorted(p.per_tag.items(), key=lambda kv: -sum(kv[1])):
         lines.append(f"  {tag:{width}} {len(seconds):4} runs  {sum(seconds) / 3600 / max(1, p.jobs):6.2f} h")

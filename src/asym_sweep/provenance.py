@@ -34,4 +34,8 @@ def source_revision(where: Path = PACKAGE_DIR) -> dict[str, Any]:
     and caches live in the tree)."""
     commit = _git(["rev-parse", "HEAD"], where)
     status = _git(["status", "--porcelain", "--untracked-files=no"], where) if commit else None
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status), "package_version": package_version()}
+    return {
+        "git_commit": commit,
+        "git_dirty": None if status is None else bool(status),
+        "package_version": package_version(),
+    }

@@ -1,6 +1,6 @@
 """What a run leaves on disk, and where: the one owner of the run-folder layout, the
-``result.json`` format (its writer and its readers) and the checkpoint's keys; the run lock is
-`runlock`'s.
+``result.json`` format (`Result`, which its writers build and its readers get) and the
+checkpoint's keys; the run lock is `runlock`'s.
 
 Layout: ``<runs_root>/<dataset>/<arch>/<run tag>/seed<N>/`` (`run_subdir`), the run tag
 being the method tag plus any setting off the reference setup (`run_tag`). Hydra's run
@@ -16,13 +16,15 @@ anything damaged is reported as absent so the run is redone rather than trusted.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import yaml
@@ -74,61 +76,22 @@ def folder_key(run_folder: Path) -> tuple[str, str, str, int]:
 STATES = ("completed", "running", "interrupted", "failed", "damaged", "empty")
 
 
-def classify(run_folder: Path) -> tuple[str, dict[str, Any] | None, str | None]:
+def classify(run_folder: Path) -> tuple[str, Result | None, str | None]:
     """``(state, result, problem)`` of one run folder (`STATES`): a valid completed result;
     another launch holding the lock; a checkpoint nobody holds (resumable); a failed result;
     an unreadable result (``problem`` says why); nothing yet."""
     result, problem = read_result(run_folder)
-    if result is not None and result["status"] == "completed":
+    if result is not None and result.completed:
         return "completed", result, None
     if lock_holder(run_folder) is not None:
         return "running", result, problem
     if problem:
         return "damaged", None, problem
     if result is not None:
-        return result["status"], result, None
+        return result.status, result, None
     if (run_folder / CHECKPOINT_FILE).is_file():
         return "interrupted", None, None
     return "empty", None, None
-# -- the result.json format, version 1 -------------------------------------------------------
-# One declaration that the writers (`train.run`, `failed_result`) fill and the readers (status,
-# the report's collect) rely on. Every result has REQUIRED_KEYS; a completed one COMPLETED_KEYS
-# too. Keys added since version 1 first shipped are in ADDED_KEYS: a reader must not need them.
-REQUIRED_KEYS = {
-    "schema_version": int,
-    "status": str,
-    "dataset": str,
-    "arch": str,
-    "method": str,
-    "seed": int,
-    "config": dict,  # the resolved config (also in HYDRA_DIR/CONFIG_FILE)
-}
-COMPLETED_KEYS = {
-    "epochs": int,
-    "history": list,  # one dict of EPOCH_KEYS per epoch
-    "final": dict,  # FINAL_KEYS of the last epoch
-    "timing": dict,  # TIMING_KEYS, seconds summed over the run
-    "flops": dict,  # FLOP_KEYS, multiply-adds counted step by step
-}
-DESCRIPTIVE_KEYS = {  # written by every completed run, derived from the config
-    "depth": int, "width": int, "method_tag": str, "rule": str, "method_params": dict, "scope": str,
-    "dropout": float, "dropout_at": str, "sparsify_output": bool, "batch_size": int, "n_train": int, "n_val": int, "n_test": int,
-    "steps": int, "resumed_at_epochs": list, "environment": dict, "started_at": str, "finished_at": str,
-}
-FINAL_KEYS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
-EPOCH_KEYS = ("epoch", *FINAL_KEYS, "train_s", "other_busy_cores", "cpu", "forward_s", "backward_s", "select_s", "optimizer_s")
-TIMING_KEYS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "eval_s", "train_s", "wall_s")
-FLOP_KEYS = ("backward_madds", "dense_backward_madds", "ratio_to_dense", "forward_madds", "dense_forward_madds",
-             "train_ratio_to_dense")
-ENVIRONMENT_KEYS = ("torch", "python", "device", "device_name", "threads", "jobs", "cores", "thread_choice",
-                    "loadavg_start", "loadavg_end", "other_busy_cores", "git_commit", "git_dirty", "package_version",
-                    "malloc_keeps_freed_memory", "compiled_row_topk", "compiled_dropout_mask", "compiled_fused_backward", "host",
-                    "cpu", "data_source")
-# Since version 1 first shipped (older results lack them): the load and code provenance.
-ADDED_KEYS = ("dropout_at", "history[].other_busy_cores", "history[].cpu", "environment.jobs", "environment.cores", "environment.thread_choice",
-              "environment.loadavg_start", "environment.loadavg_end", "environment.other_busy_cores",
-              "environment.git_commit", "environment.git_dirty", "environment.package_version", "environment.cpu",
-              "environment.compiled_row_topk", "environment.compiled_dropout_mask", "environment.compiled_fused_backward")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -168,57 +131,6 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_bytes_atomic(path, (text + "\n").encode())
 
 
-def _finite_numbers(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite_numbers(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite_numbers(v) for v in value)
-    return True
-
-
-def validate_result(data: Any) -> str | None:
-    """None when ``data`` is a well-formed result, else what is wrong with it."""
-    if not isinstance(data, dict):
-        return "not a JSON object"
-    keys = dict(REQUIRED_KEYS)
-    if data.get("status") == "completed":
-        keys.update(COMPLETED_KEYS)
-    for key, kind in keys.items():
-        if not isinstance(data.get(key), kind):
-            return f"missing or malformed {key!r}"
-    if data["schema_version"] != SCHEMA_VERSION:
-        return f"schema_version {data['schema_version']} (expected {SCHEMA_VERSION})"
-    if data["status"] not in STATUSES:
-        return f"unknown status {data['status']!r}"
-    if data["status"] == "completed":
-        if len(data["history"]) != data["epochs"]:
-            return f"{len(data['history'])} epochs of history for {data['epochs']} epochs"
-        for key in ("val_acc", "test_acc"):
-            value = data["final"].get(key)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                return f"final.{key} is {value!r}"
-        if not _finite_numbers(data["timing"]):
-            return "non-finite timing"
-    return None
-
-
-def read_result(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """``(result, None)`` for a valid file, ``(None, reason)`` for a damaged one, ``(None, None)`` if absent."""
-    path = run_dir / RESULT_FILE
-    if not path.is_file():
-        return None, None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"{path} is unreadable ({err.__class__.__name__})"
-    problem = validate_result(data)
-    if problem is not None:
-        return None, f"{path} is invalid: {problem}"
-    return data, None
-
-
 def save_run_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
     """``.hydra/config.yaml`` (resolved) and ``.hydra/overrides.yaml`` of the run about to train."""
     folder = run_dir / HYDRA_DIR
@@ -229,10 +141,10 @@ def save_run_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> Non
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     """The config `save_run_config` wrote, as plain data; raises on a damaged file.
 
-    Written resolved by OmegaConf's dumper, it reads back with libyaml's safe loader, some 20x
-    faster than OmegaConf's own (a report reads every record's) and equal to it on every published
-    record (tests/test_records.py). A file with interpolations, from runs saved before configs were
-    written resolved, goes through OmegaConf, which resolves them.
+    Written resolved by OmegaConf's dumper, it reads back with libyaml's safe loader, much
+    faster than OmegaConf's own (a report reads every record's; docs/performance.md) and equal to
+    it on every published record (tests/test_records.py). A file with interpolations, from runs
+    saved before configs were written resolved, goes through OmegaConf, which resolves them.
     """
     path = run_dir / HYDRA_DIR / CONFIG_FILE
     text = path.read_text()
@@ -249,18 +161,254 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the pure-Python one where libyaml is missing
 
 
-def failed_result(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
-    """The ``result.json`` of a run that raised ``err`` while training."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "status": "failed",
-        "dataset": cfg.dataset.name,
-        "arch": str(cfg.arch),
-        "method": cfg.method.name,
-        "seed": int(cfg.seed),
-        "error": f"{type(err).__name__}: {err}",
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
+# -- the result.json format, version 1 -------------------------------------------------------
+# One typed record, `Result`, is the format: the writers (`train.result_record`, `failed_result`)
+# build one and save `Result.to_json`; the readers (status, projection, publish, the report's
+# collect) get one from `read_result`, which `Result.from_json` validates. The file is flat JSON,
+# the parts below nested in it under their field names. A field with a default of None is either
+# one a failed run lacks or one added since version 1 first shipped (`ADDED_KEYS`): old records
+# read with None there. Adding a metric is adding a field to one of these classes.
+
+
+class RecordError(ValueError):
+    """A ``result.json`` that is not a well-formed `Result` (the message says what is wrong)."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds summed over the run (`timing.Timers`; eval and wall are outside the step)."""
+
+    backward_s: float
+    select_s: float  # the thesis' "max-heap" time (9.3): choosing what the rule keeps
+    product_s: float  # the rest of backprop ("JVP"): backward_s - select_s
+    forward_s: float
+    optimizer_s: float
+    eval_s: float
+    train_s: float
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class Flops:
+    """Multiply-adds counted step by step from what each rule kept (`procedure.Madds`)."""
+
+    backward_madds: float
+    dense_backward_madds: float
+    ratio_to_dense: float
+    forward_madds: float
+    dense_forward_madds: float
+    train_ratio_to_dense: float
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where and how the run's times were taken, and from which code."""
+
+    torch: str
+    python: str
+    device: str
+    device_name: str
+    threads: int
+    malloc_keeps_freed_memory: bool
+    host: str
+    data_source: str
+    jobs: int | None = None
+    cores: int | None = None
+    thread_choice: dict[str, Any] | None = None
+    loadavg_start: list[float] | None = None
+    loadavg_end: list[float] | None = None
+    other_busy_cores: float | None = None  # over the last segment of the run (resources.LoadMeter)
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    package_version: str | None = None
+    cpu: str | None = None  # the CPUs the epochs were timed on (a VM keeps its host name when it moves)
+    # Row-wise top-k, dropout's masks and the fused backward on the compiled helper or on torch:
+    # the same numbers, not the same times (docs/performance.md).
+    compiled_row_topk: bool | None = None
+    compiled_dropout_mask: bool | None = None
+    compiled_fused_backward: bool | None = None
+
+
+# One epoch's entry in ``history`` (`train.train_and_evaluate`), a mapping because a rule may add
+# its state (e.g. its k); these it always has. FINAL_KEYS are the last epoch's, copied to ``final``.
+FINAL_KEYS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
+EPOCH_KEYS = ("epoch", *FINAL_KEYS, "train_s", "forward_s", "backward_s", "select_s", "optimizer_s")
+EPOCH_ADDED_KEYS = ("other_busy_cores", "cpu")  # since version 1 first shipped
+
+
+@dataclass(frozen=True)
+class Result:
+    """One run's ``result.json``: who it is, then (completed runs) what it measured."""
+
+    status: str  # one of STATUSES
+    dataset: str
+    arch: str
+    method: str
+    seed: int
+    config: dict[str, Any]  # the resolved config (also in HYDRA_DIR/CONFIG_FILE)
+    error: str | None = None  # a failed run's exception
+    # Derived from the config, written by every completed run.
+    depth: int | None = None
+    width: int | None = None
+    method_tag: str | None = None
+    rule: str | None = None
+    method_params: dict[str, Any] | None = None
+    scope: str | None = None
+    dropout: float | None = None
+    dropout_at: str | None = None  # since version 1 first shipped
+    sparsify_output: bool | None = None
+    batch_size: int | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    steps: int | None = None
+    # What it measured.
+    epochs: int | None = None
+    final: dict[str, float] | None = None  # FINAL_KEYS of the last epoch
+    history: list[dict[str, Any]] | None = None  # one entry (EPOCH_KEYS) per epoch
+    timing: Timing | None = None
+    flops: Flops | None = None
+    environment: Environment | None = None
+    resumed_at_epochs: list[int] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content: every field that has a value (None is not written: it reads back as
+        None), the parts as nested objects."""
+        data: dict[str, Any] = {"schema_version": self.schema_version}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+            if f.name != "schema_version" and value is not None:
+                data[f.name] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Result:
+        """The record in ``data`` (parsed JSON); raises `RecordError` saying what is wrong."""
+        if not isinstance(data, dict):
+            raise RecordError("not a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RecordError(f"schema_version {version!r} (expected {SCHEMA_VERSION})")
+        if data.get("status") not in STATUSES:
+            raise RecordError(f"unknown status {data.get('status')!r}")
+        completed = data["status"] == "completed"
+        result = _build(cls, data, "", lambda name: completed and name in COMPLETED_KEYS)
+        if completed:
+            _check_completed(result)
+        return result
+
+
+PARTS = {"timing": Timing, "flops": Flops, "environment": Environment}
+# What a completed run must have beyond what every run has (old completed records have them all).
+COMPLETED_KEYS = ("epochs", "final", "history", "timing", "flops", "environment")
+# Added since version 1 first shipped: a reader must not need them (they read as None).
+ADDED_KEYS = (
+    "dropout_at",
+    *(f"history[].{key}" for key in EPOCH_ADDED_KEYS),
+    *(f"environment.{f.name}" for f in dataclasses.fields(Environment) if f.default is None),
+)
+TIMING_KEYS = tuple(f.name for f in dataclasses.fields(Timing))
+FLOP_KEYS = tuple(f.name for f in dataclasses.fields(Flops))
+ENVIRONMENT_KEYS = tuple(f.name for f in dataclasses.fields(Environment))
+
+# JSON's kinds of each annotation; a field's `None` default makes it optional (absent reads None).
+_KINDS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "dict": (dict,),
+    "list": (list,),
+}
+
+
+def _kinds(annotation: str) -> tuple[type, ...]:
+    head = annotation.split("|")[0].strip().split("[")[0]
+    return _KINDS[head]
+
+
+def _build(cls: type, data: dict[str, Any], where: str, required: Callable[[str], bool] = lambda _: False) -> Any:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = data.get(f.name)
+        if value is None:
+            if f.default is dataclasses.MISSING or required(f.name):
+                raise RecordError(f"missing {where}{f.name!r}")
+            continue
+        part = PARTS.get(f.name) if cls is Result else None
+        if part is not None:
+            if not isinstance(value, dict):
+                raise RecordError(f"malformed {where}{f.name!r}")
+            value = _build(part, value, f"{f.name}.")
+        elif not isinstance(value, _kinds(str(f.type))) or (isinstance(value, bool) and "bool" not in str(f.type)):
+            raise RecordError(f"malformed {where}{f.name!r}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def _check_completed(result: Result) -> None:
+    if len(result.history) != result.epochs:
+        raise RecordError(f"{len(result.history)} epochs of history for {result.epochs} epochs")
+    for entry in result.history:
+        missing = [key for key in EPOCH_KEYS if key not in entry] if isinstance(entry, dict) else ["all"]
+        if missing:
+            raise RecordError(f"history entry without {', '.join(missing)}")
+    for key in ("val_acc", "test_acc"):
+        value = result.final.get(key)
+        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise RecordError(f"final.{key} is {value!r}")
+    if not all(math.isfinite(v) for v in dataclasses.astuple(result.timing)):
+        raise RecordError("non-finite timing")
+
+
+def validate_result(data: Any) -> str | None:
+    """None when ``data`` is a well-formed result, else what is wrong with it."""
+    try:
+        Result.from_json(data)
+    except RecordError as err:
+        return str(err)
+    return None
+
+
+def read_result(run_dir: Path) -> tuple[Result | None, str | None]:
+    """``(result, None)`` for a valid file, ``(None, reason)`` for a damaged one, ``(None, None)`` if absent."""
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"{path} is unreadable ({err.__class__.__name__})"
+    try:
+        return Result.from_json(data), None
+    except RecordError as err:
+        return None, f"{path} is invalid: {err}"
+
+
+def write_result(run_dir: Path, result: Result) -> None:
+    write_json_atomic(run_dir / RESULT_FILE, result.to_json())
+
+
+def failed_result(cfg: DictConfig, err: BaseException) -> Result:
+    """The record of a run that raised ``err`` while training."""
+    return Result(
+        status="failed",
+        dataset=cfg.dataset.name,
+        arch=str(cfg.arch),
+        method=cfg.method.name,
+        seed=int(cfg.seed),
+        error=f"{type(err).__name__}: {err}",
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
 
 
 # -- checkpoints ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """One live launch per run folder: the run lock, ``<run folder>/.lock`` (`RunLock`), and who
 holds it (`lock_holder`, read by `records.classify` and ``make status``)."""
+
 from __future__ import annotations
 
 import errno

@@ -19,10 +19,13 @@ from asym_sweep import native
 
 # Non-negative IEEE floats order exactly as their bit patterns read as signed integers
 # of the same width (+0 lowest, NaN above +inf, as topk ranks NaN), and torch.topk runs
-# faster on integers: 0.59 ms against 0.90 ms for complete's row-wise top-170 of a
-# (170, 1024) block on 2 threads (interleaved medians). Same selection, cheaper.
-_SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float64: torch.int64,
-                   torch.float16: torch.int16, torch.bfloat16: torch.int16}
+# faster on integers (docs/performance.md, "Measurements behind choices in the code"). Same selection, cheaper.
+_SAME_WIDTH_INT = {
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+}
 
 
 def keep_count(share: float, n: int) -> int:
@@ -64,8 +67,7 @@ def topk_rows(v: Tensor, k: int, nonnegative: bool = False) -> Tensor:
     # Rows that tie at the k-th key cost the helper what they cost torch (the same algorithm
     # decides them), and torch spreads its rows over its threads: the helper resolves them
     # only where it can use as many threads (torch's own, `native.threads`), else they go to
-    # torch (50 rows of pixels on 2 threads: 0.08 ms in the helper, 0.11 in torch, 0.22 in the
-    # helper on one; scripts/bench_row_topk.py).
+    # torch (scripts/bench_row_topk.py; docs/performance.md).
     n_threads = native.threads(found)
     resolve = native_ties_agree() and n_threads == torch.get_num_threads()
     out, left = native.row_topk(found, v, k, nonnegative, resolve_ties=resolve, n_threads=n_threads)
@@ -114,13 +116,12 @@ def topk_columns(v: Tensor, k: int, nonnegative: bool = False) -> Tensor | None:
     """
     if k >= v.shape[-1]:
         return None
-    # Skipping abs for a known non-negative input: inside a training step on l3-1024 the
-    # abs pass over a (50, 1024) input cost about 30 us a layer (cold, freshly allocated
-    # output), far above its warm 4 us; partial's selection went from 0.49 to 0.38 ms a
-    # step, complete's from 2.68 to 2.59 ms (interleaved A/B, four sparse layers).
+    # Skipping abs for a known non-negative input: inside a training step the abs pass writes
+    # a cold, freshly allocated output, which cost partial's and complete's selection a
+    # visible share (docs/performance.md).
     s = magnitudes(v, nonnegative).sum(0)
     # Unsorted: sorting made no gather or scatter faster and cost its own time
-    # (interleaved A/B on l3-1024: top-k backward 1.24 ms unsorted, 1.34 ms sorted).
+    # (docs/performance.md).
     return s.topk(k, sorted=False).indices
 
 
@@ -129,7 +130,7 @@ def topk_whole(v: Tensor, keep: int, nonnegative: bool = False) -> tuple[Tensor,
     smallest kept magnitude (the threshold `threshold` can reuse)."""
     if keep >= v.numel():
         return v, 0.0
-    # Integer keys: 8.4 ms against 12.9 ms for the top 30% of a 1024x1024 weight matrix on 2 threads.
+    # Integer keys, as in topk_rows: cheaper for a whole matrix too (docs/performance.md).
     idx = magnitude_keys(v.flatten(), nonnegative).topk(keep, sorted=False).indices
     kept = v.flatten().index_select(0, idx)
     flat = torch.zeros_like(v).flatten().index_copy_(0, idx, kept)

@@ -36,9 +36,29 @@ from asym_sweep.rules.thesis import Complete, Dense, Partial, TopK
 from asym_sweep.selection import magnitude_keys, magnitudes, topk_columns, topk_rows
 
 __all__ = [
-    "RULES", "SCOPES", "BackwardRule", "Complete", "Dense", "GradSink", "LinearGrads", "Needs", "OneK", "Partial",
-    "SelectedSensitivities", "TopK", "apply_rule", "dense_grads", "list_rules", "magnitude_keys", "magnitudes",
-    "make_rule", "register_rule", "row_block_grads", "sparse_linear", "timed", "topk_columns",
+    "RULES",
+    "SCOPES",
+    "BackwardRule",
+    "Complete",
+    "Dense",
+    "GradSink",
+    "LinearGrads",
+    "Needs",
+    "OneK",
+    "Partial",
+    "SelectedSensitivities",
+    "TopK",
+    "apply_rule",
+    "dense_grads",
+    "list_rules",
+    "magnitude_keys",
+    "magnitudes",
+    "make_rule",
+    "register_rule",
+    "row_block_grads",
+    "sparse_linear",
+    "timed",
+    "topk_columns",
     "topk_rows",
 ]
 

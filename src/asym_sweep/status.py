@@ -48,10 +48,9 @@ def scan(runs_root: Path) -> list[RunState]:
     for folder in records.run_folders(runs_root):
         state, result, _ = records.classify(folder)
         key = records.folder_key(folder)
-        grid_settings = state != "completed" or records.run_tag(result["config"]) == key[2]
-        # records older than the timing or environment keys count no time (never a crash)
-        wall, jobs = ((result["timing"].get("wall_s", 0.0), result.get("environment", {}).get("jobs", 1))
-                      if state == "completed" else (0.0, 1))
+        grid_settings = state != "completed" or records.run_tag(result.config) == key[2]
+        # records older than environment.jobs count as one job at a time
+        wall, jobs = (result.timing.wall_s, result.environment.jobs or 1) if state == "completed" else (0.0, 1)
         states.append(RunState(*key, state, grid_settings, float(wall), int(jobs)))
     return states
 
@@ -122,7 +121,9 @@ def render(rows: list[dict[str, object]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Progress of asym-sweep runs, from the run folders.")
     parser.add_argument("--runs", default=paths.RUNS, help=f"runs root (default: {paths.RUNS})")
-    parser.add_argument("--seeds", type=int, default=GRID_SEEDS, help=f"seeds per cell of the thesis grid (default: {GRID_SEEDS})")
+    parser.add_argument(
+        "--seeds", type=int, default=GRID_SEEDS, help=f"seeds per cell of the thesis grid (default: {GRID_SEEDS})"
+    )
     args = parser.parse_args(argv)
     root = Path(args.runs)
     if not root.is_dir():
@@ -139,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(states)} run folders under {root}; thesis grid: {done} of {total} runs completed")
     grid_runs, grid_machine = machine_hours(in_grid(states, args.seeds, grid))
     all_runs, all_machine = machine_hours(states)
-    print(f"machine time of the completed runs: grid {grid_machine:.1f} h ({grid_runs:.1f} h of run time), "
-          f"all {all_machine:.1f} h ({all_runs:.1f} h); a run's share is its wall time over the jobs run at once")
+    print(
+        f"machine time of the completed runs: grid {grid_machine:.1f} h ({grid_runs:.1f} h of run time), "
+        f"all {all_machine:.1f} h ({all_runs:.1f} h); a run's share is its wall time over the jobs run at once"
+    )
     print(render(rows))
     others = other_settings(states, args.seeds, grid)
     if others:

@@ -49,7 +49,9 @@ class TimingRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "TimingRecord":
         if data.get("format") != FORMAT:
-            raise ValueError(f"not a timing record of this version (format {data.get('format')!r}, expected {FORMAT!r})")
+            raise ValueError(
+                f"not a timing record of this version (format {data.get('format')!r}, expected {FORMAT!r})"
+            )
         return cls(**data)
 
 
@@ -65,26 +67,38 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             mine = [r for (a, m, _), r in by.items() if a == arch and m == method]
             if not mine:
                 continue
-            ratios = [r["backward_ms"] / by[(arch, "dropout", r["round"])]["backward_ms"]
-                      for r in mine if (arch, "dropout", r["round"]) in by]
-            out.append({
-                "arch": arch, "method": method, "tag": mine[0]["tag"], "rounds": len(mine),
-                "backward_ms": statistics.median(r["backward_ms"] for r in mine),
-                "select_ms": statistics.median(r["select_ms"] for r in mine),
-                "step_ms": statistics.median(r["step_ms"] for r in mine),
-                "ratio": statistics.median(ratios) if ratios else float("nan"),
-                "ratio_min": min(ratios) if ratios else float("nan"),
-                "ratio_max": max(ratios) if ratios else float("nan"),
-                "flop_ratio": mine[0]["flop_ratio"],
-            })
+            ratios = [
+                r["backward_ms"] / by[(arch, "dropout", r["round"])]["backward_ms"]
+                for r in mine
+                if (arch, "dropout", r["round"]) in by
+            ]
+            out.append(
+                {
+                    "arch": arch,
+                    "method": method,
+                    "tag": mine[0]["tag"],
+                    "rounds": len(mine),
+                    "backward_ms": statistics.median(r["backward_ms"] for r in mine),
+                    "select_ms": statistics.median(r["select_ms"] for r in mine),
+                    "step_ms": statistics.median(r["step_ms"] for r in mine),
+                    "ratio": statistics.median(ratios) if ratios else float("nan"),
+                    "ratio_min": min(ratios) if ratios else float("nan"),
+                    "ratio_max": max(ratios) if ratios else float("nan"),
+                    "flop_ratio": mine[0]["flop_ratio"],
+                }
+            )
     return out
 
 
 def render(table: list[dict[str, Any]]) -> str:
-    lines = [f"{'arch':8} {'method':9} {'backward ms':>11} {'/ dropout':>9} {'min-max over rounds':>20} {'FLOP ratio':>10}"]
+    lines = [
+        f"{'arch':8} {'method':9} {'backward ms':>11} {'/ dropout':>9} {'min-max over rounds':>20} {'FLOP ratio':>10}"
+    ]
     for t in table:
-        lines.append(f"{t['arch']:8} {t['method']:9} {t['backward_ms']:11.3f} {t['ratio']:9.3f} "
-                     f"{t['ratio_min']:9.3f}-{t['ratio_max']:<10.3f} {t['flop_ratio']:10.3f}")
+        lines.append(
+            f"{t['arch']:8} {t['method']:9} {t['backward_ms']:11.3f} {t['ratio']:9.3f} "
+            f"{t['ratio_min']:9.3f}-{t['ratio_max']:<10.3f} {t['flop_ratio']:10.3f}"
+        )
     return "\n".join(lines)
 
 

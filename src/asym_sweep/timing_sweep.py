@@ -136,15 +136,29 @@ class Learner:
     flop_ratio: float
 
 
-def build_learners(arch: str, plan: Plan, data: Callable[[DictConfig], Splits], overrides: Sequence[str]) -> list[Learner]:
+def build_learners(
+    arch: str, plan: Plan, data: Callable[[DictConfig], Splits], overrides: Sequence[str]
+) -> list[Learner]:
     out = []
     for method in plan.methods:
         cfg = compose_job(method, arch, overrides)
         splits = data(cfg)
-        _, _, _, procedure = build_learner(cfg, MethodConfig.from_config(cfg.method), parse_arch(arch), torch.device("cpu"),
-                                           bool(splits.train_x.min() >= 0))
-        sparse, dense = procedure.model.madds(int(cfg.train.batch_size))[1], procedure.model.madds(int(cfg.train.batch_size), dense=True)[1]
-        out.append(Learner(method, run_tag(cfg), procedure, batches(splits, int(cfg.train.batch_size), plan.seed), sparse / dense))
+        _, _, _, procedure = build_learner(
+            cfg,
+            MethodConfig.from_config(cfg.method),
+            parse_arch(arch),
+            torch.device("cpu"),
+            bool(splits.train_x.min() >= 0),
+        )
+        sparse, dense = (
+            procedure.model.madds(int(cfg.train.batch_size))[1],
+            procedure.model.madds(int(cfg.train.batch_size), dense=True)[1],
+        )
+        out.append(
+            Learner(
+                method, run_tag(cfg), procedure, batches(splits, int(cfg.train.batch_size), plan.seed), sparse / dense
+            )
+        )
     return out
 
 
@@ -170,11 +184,24 @@ def measure_arch(arch: str, learners: list[Learner], plan: Plan) -> list[Row]:
         timed_steps(learner, plan.warmup)
     rows = []
     for r in range(plan.rounds):
-        order = learners[r % len(learners):] + learners[:r % len(learners)]
+        order = learners[r % len(learners) :] + learners[: r % len(learners)]
         for position, learner in enumerate(order):
             ms = {name: statistics.median(v) for name, v in timed_steps(learner, plan.steps).items()}
-            rows.append(Row(arch, learner.method, learner.tag, r, position, ms["forward"], ms["backward"], ms["select"],
-                            ms["optimizer"], ms["step"], learner.flop_ratio))
+            rows.append(
+                Row(
+                    arch,
+                    learner.method,
+                    learner.tag,
+                    r,
+                    position,
+                    ms["forward"],
+                    ms["backward"],
+                    ms["select"],
+                    ms["optimizer"],
+                    ms["step"],
+                    learner.flop_ratio,
+                )
+            )
     return rows
 
 
@@ -206,26 +233,42 @@ def run(plan: Plan, out: Path, overrides: Sequence[str], log: Callable[[str], No
     def data(cfg: DictConfig) -> Splits:
         key = str(cfg.dataset.scaling)
         if key not in cache:
-            cache[key] = load_splits(cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit, key)
+            cache[key] = load_splits(
+                cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit, key
+            )
         return cache[key]
 
     busy = resources.other_busy_cores()
     if busy is not None and busy > BUSY_WARNING:
-        log(f"warning: other processes keep {busy:.1f} cores busy; these timings will be slowed by them "
-            "(stop or pause them: kill -STOP <pid>, and kill -CONT <pid> after)")
+        log(
+            f"warning: other processes keep {busy:.1f} cores busy; these timings will be slowed by them "
+            "(stop or pause them: kill -STOP <pid>, and kill -CONT <pid> after)"
+        )
     seconds = project(plan, lambda a: build_learners(a, plan, data, overrides))
-    log(f"timing sweep: {len(plan.archs)} archs x {len(plan.methods)} methods x {plan.rounds} rounds x {plan.steps} steps, "
-        f"{plan.threads} thread(s): projected {seconds / 60:.1f} min")
-    record = TimingRecord({**asdict(plan), "overrides": list(overrides)}, machine,
-                          dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    log(
+        f"timing sweep: {len(plan.archs)} archs x {len(plan.methods)} methods x {plan.rounds} rounds x {plan.steps} "
+        "steps, "
+        f"{plan.threads} thread(s): projected {seconds / 60:.1f} min"
+    )
+    record = TimingRecord(
+        {**asdict(plan), "overrides": list(overrides)},
+        machine,
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
     meter, start = resources.LoadMeter(), time.perf_counter()
     for i, arch in enumerate(plan.archs):
         rows = measure_arch(arch, build_learners(arch, plan, data, overrides), plan)
         record.rows += [asdict(r) for r in rows]
         done = time.perf_counter() - start
-        line = ", ".join(f"{t['method']} {t['ratio']:.2f}" for t in ratio_table(record.rows[-len(rows):]) if t["method"] != "dropout")
-        log(f"[{i + 1}/{len(plan.archs)}] {arch}: backward / dropout's {line} ({done / 60:.1f} min, "
-            f"about {done / (i + 1) * (len(plan.archs) - i - 1) / 60:.1f} min left)")
+        line = ", ".join(
+            f"{t['method']} {t['ratio']:.2f}"
+            for t in ratio_table(record.rows[-len(rows) :])
+            if t["method"] != "dropout"
+        )
+        log(
+            f"[{i + 1}/{len(plan.archs)}] {arch}: backward / dropout's {line} ({done / 60:.1f} min, "
+            f"about {done / (i + 1) * (len(plan.archs) - i - 1) / 60:.1f} min left)"
+        )
     record.wall_s = time.perf_counter() - start
     record.other_busy_cores = meter.read()
     record.machine["loadavg_end"] = resources.load_average()
@@ -241,13 +284,18 @@ def run(plan: Plan, out: Path, overrides: Sequence[str], log: Callable[[str], No
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m asym_sweep.timing_sweep", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=paths.TIMING,
-                   help=f"folder of the record (default {paths.TIMING}; the published ones: {paths.PUBLISHED_TIMING})")
+    p.add_argument(
+        "--out",
+        default=paths.TIMING,
+        help=f"folder of the record (default {paths.TIMING}; the published ones: {paths.PUBLISHED_TIMING})",
+    )
     p.add_argument("--archs", nargs="+", default=list(Plan.archs), help="architectures (default: the 25 of the grid)")
     p.add_argument("--methods", nargs="+", default=list(Plan.methods), help="grid methods (default: all four)")
     for name in ("warmup", "steps", "rounds", "threads", "seed"):
         p.add_argument(f"--{name}", type=int, default=getattr(Plan, name))
-    p.add_argument("overrides", nargs="*", help="config overrides for every job, e.g. dataset.root=/data (Hydra syntax)")
+    p.add_argument(
+        "overrides", nargs="*", help="config overrides for every job, e.g. dataset.root=/data (Hydra syntax)"
+    )
     args = p.parse_args(argv)
     plan = Plan(tuple(args.archs), tuple(args.methods), args.warmup, args.steps, args.rounds, args.threads, args.seed)
 
@@ -265,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     record = TimingRecord.from_json(json.loads(path.read_text()))
     print(render(ratio_table(record.rows)))
-    print(f"{record.machine['host']} ({record.machine['cpu']}), {plan.threads} thread(s), {record.wall_s / 60:.1f} min, "
-          f"other processes {record.other_busy_cores or 0:.2f} cores busy; record: {path}")
+    print(
+        f"{record.machine['host']} ({record.machine['cpu']}), {plan.threads} thread(s), {record.wall_s / 60:.1f} min, "
+        f"other processes {record.other_busy_cores or 0:.2f} cores busy; record: {path}"
+    )
     return 0
 
 

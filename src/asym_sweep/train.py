@@ -86,7 +86,9 @@ def evaluate(procedure: Procedure, x: Tensor, y: Tensor, batch_size: int) -> tup
     return correct.item() / len(y), loss.item() / len(y)
 
 
-def train_epoch(procedure: Procedure, splits: Splits, batch_size: int, shuffle: torch.Generator, bar: RunProgress) -> float:
+def train_epoch(
+    procedure: Procedure, splits: Splits, batch_size: int, shuffle: torch.Generator, bar: RunProgress
+) -> float:
     """One pass over the training set; returns the mean training loss."""
     procedure.model.train()
     total = torch.zeros((), dtype=torch.float64, device=splits.train_x.device)
@@ -100,7 +102,9 @@ def train_epoch(procedure: Procedure, splits: Splits, batch_size: int, shuffle: 
     return mean
 
 
-def make_adam(params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
+def make_adam(
+    params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+) -> torch.optim.Adam:
     """Adam (thesis 9.1.2), fused implementation: the same update in one kernel per step.
 
     Measured on 2 CPU threads, three 1024x1024 tensors: 1.2 ms per step against
@@ -155,7 +159,10 @@ class Training:
             "model": (self.model.state_dict, self.model.load_state_dict),
             "optimizer": (self.optimizer.state_dict, self.optimizer.load_state_dict),
             "procedure": (self.procedure.state_dict, self.procedure.load_state_dict),
-            "rng": (lambda: _rng_state(self.shuffle, self.device), lambda s: _set_rng_state(s, self.shuffle, self.device)),
+            "rng": (
+                lambda: _rng_state(self.shuffle, self.device),
+                lambda s: _set_rng_state(s, self.shuffle, self.device),
+            ),
             "history": (lambda: self.history, lambda h: setattr(self, "history", list(h))),
             "timing": (self.timers.totals, self.timers.restore),
             "wall_s": (self.wall_s, lambda w: setattr(self, "wall_before", w)),
@@ -168,8 +175,9 @@ def build(cfg: DictConfig, run_dir: Path) -> Training:
     device = resolve_device(cfg.device)
     spec = MethodConfig.from_config(cfg.method)
     arch = parse_arch(cfg.arch)
-    splits = load_splits(cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit,
-                         cfg.dataset.scaling).to(device)
+    splits = load_splits(
+        cfg.dataset.name, cfg.dataset.root, cfg.dataset.val_size, cfg.dataset.train_limit, cfg.dataset.scaling
+    ).to(device)
     torch.manual_seed(cfg.seed + DROPOUT_SEED_OFFSET)
     shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
     # With scaling "unit" load_splits yields pixels in [0, 1], so the first layer may rank its input without abs
@@ -177,14 +185,21 @@ def build(cfg: DictConfig, run_dir: Path) -> Training:
     # change what the rules select.
     pixels_nonnegative = len(splits.train_x) == 0 or bool(splits.train_x.min() >= 0)
     model, optimizer, timers, procedure = build_learner(cfg, spec, arch, device, pixels_nonnegative)
-    return Training(cfg, run_dir, device, spec, arch, splits, model, optimizer, timers, procedure, shuffle, identity(cfg))
+    return Training(
+        cfg, run_dir, device, spec, arch, splits, model, optimizer, timers, procedure, shuffle, identity(cfg)
+    )
 
 
-def build_learner(cfg: DictConfig, spec: MethodConfig, arch: Arch, device: torch.device,
-                  pixels_nonnegative: bool) -> tuple[MLP, torch.optim.Optimizer, Timers, Procedure]:
+def build_learner(
+    cfg: DictConfig, spec: MethodConfig, arch: Arch, device: torch.device, pixels_nonnegative: bool
+) -> tuple[MLP, torch.optim.Optimizer, Timers, Procedure]:
     """The model (initialised from the run's seed), its Adam and the method's procedure."""
     model = build_mlp(
-        arch, spec.layer_rules(arch.depth + 1), spec.dropout, seed=cfg.seed, nonnegative_pixels=pixels_nonnegative,
+        arch,
+        spec.layer_rules(arch.depth + 1),
+        spec.dropout,
+        seed=cfg.seed,
+        nonnegative_pixels=pixels_nonnegative,
         dropout_at=spec.dropout_at,
     ).to(device)
     o = cfg.train.optim
@@ -214,15 +229,22 @@ def resume(t: Training, log: Callable[[str], None]) -> None:
 def train_epochs(t: Training) -> None:
     """Every epoch not yet in the history: train, evaluate, record, checkpoint, report."""
     cfg, epochs = t.cfg, t.cfg.train.epochs
-    bar = RunProgress(f"{cfg.dataset.name} {t.arch.name} {records.run_tag(cfg)} seed{cfg.seed}", epochs,
-                      n_batches(len(t.splits.train_y), cfg.train.batch_size), len(t.history), progress_enabled(cfg.progress))
+    bar = RunProgress(
+        f"{cfg.dataset.name} {t.arch.name} {records.run_tag(cfg)} seed{cfg.seed}",
+        epochs,
+        n_batches(len(t.splits.train_y), cfg.train.batch_size),
+        len(t.history),
+        progress_enabled(cfg.progress),
+    )
     try:
         for epoch in range(len(t.history), epochs):
             bar.start_epoch(epoch)
             epoch_start = time.perf_counter()
             t.history.append(train_and_evaluate(t, epoch, bar))
             if cfg.train.checkpoint and epoch + 1 < epochs:
-                records.save_checkpoint(t.run_dir, t.identity, epoch + 1, {k: save() for k, (save, _) in t.parts().items()})
+                records.save_checkpoint(
+                    t.run_dir, t.identity, epoch + 1, {k: save() for k, (save, _) in t.parts().items()}
+                )
             h = t.history[-1]
             bar.end_epoch(epoch, h["train_loss"], h["val_acc"], h["test_acc"], time.perf_counter() - epoch_start)
     except KeyboardInterrupt:
@@ -291,80 +313,73 @@ def claim_machine(choice: resources.ThreadChoice) -> Machine:
     return Machine(choice, started, loadavg, load, keep_freed_memory(), compiled, masks, fused_backward)
 
 
-def result_record(t: Training, machine: Machine) -> dict[str, Any]:
-    """The ``result.json`` of a completed run (the format is declared in `records`)."""
+def result_record(t: Training, machine: Machine) -> records.Result:
+    """The record of a completed run (`records.Result`)."""
     cfg, spec, arch, splits, totals = t.cfg, t.spec, t.arch, t.splits, t.timers.totals()
     epochs = int(cfg.train.epochs)
     device, choice = t.device, machine.choice
-    return {
-        "schema_version": records.SCHEMA_VERSION,
-        "status": "completed",
-        "dataset": cfg.dataset.name,
-        "arch": arch.name,
-        "depth": arch.depth,
-        "width": arch.width,
-        "method": spec.name,
-        "method_tag": spec.tag(),
-        "rule": spec.rule,
-        "method_params": dict(spec.params),
-        "scope": spec.scope,
-        "dropout": spec.dropout,
-        "dropout_at": spec.dropout_at,
-        "sparsify_output": spec.sparsify_output,
-        "seed": int(cfg.seed),
-        "epochs": epochs,
-        "batch_size": int(cfg.train.batch_size),
-        "n_train": len(splits.train_y),
-        "n_val": len(splits.val_y),
-        "n_test": len(splits.test_y),
-        "steps": n_batches(len(splits.train_y), cfg.train.batch_size) * epochs,
-        "final": {k: t.history[-1][k] for k in records.FINAL_KEYS},
-        "history": t.history,
-        "timing": {
-            "backward_s": totals["backward"],
-            # The thesis' "max-heap" time (9.3) and the rest of backprop ("JVP").
-            "select_s": totals["select"],
-            "product_s": totals["backward"] - totals["select"],
-            "forward_s": totals["forward"],
-            "optimizer_s": totals["optimizer"],
-            "eval_s": totals["eval"],
-            "train_s": sum(h["train_s"] for h in t.history),
-            "wall_s": t.wall_s(),
-        },
-        # Counted step by step from what each rule kept (see procedure.Madds).
-        "flops": t.procedure.madds.record(),
-        "resumed_at_epochs": t.resumed_at,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "environment": {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "jobs": choice.jobs,
-            "cores": choice.cores,
-            "thread_choice": {"reason": choice.reason, "other_busy": choice.other_busy},
-            "loadavg_start": machine.loadavg_start,
-            "loadavg_end": resources.load_average(),
-            # Over this segment of the run (since the last resume): see resources.LoadMeter.
-            "other_busy_cores": machine.load.read(),
+    return records.Result(
+        status="completed",
+        dataset=cfg.dataset.name,
+        arch=arch.name,
+        method=spec.name,
+        seed=int(cfg.seed),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        depth=arch.depth,
+        width=arch.width,
+        method_tag=spec.tag(),
+        rule=spec.rule,
+        method_params=dict(spec.params),
+        scope=spec.scope,
+        dropout=spec.dropout,
+        dropout_at=spec.dropout_at,
+        sparsify_output=spec.sparsify_output,
+        batch_size=int(cfg.train.batch_size),
+        n_train=len(splits.train_y),
+        n_val=len(splits.val_y),
+        n_test=len(splits.test_y),
+        steps=n_batches(len(splits.train_y), cfg.train.batch_size) * epochs,
+        epochs=epochs,
+        final={k: t.history[-1][k] for k in records.FINAL_KEYS},
+        history=t.history,
+        timing=records.Timing(
+            backward_s=totals["backward"],
+            select_s=totals["select"],
+            product_s=totals["backward"] - totals["select"],
+            forward_s=totals["forward"],
+            optimizer_s=totals["optimizer"],
+            eval_s=totals["eval"],
+            train_s=sum(h["train_s"] for h in t.history),
+            wall_s=t.wall_s(),
+        ),
+        flops=records.Flops(**t.procedure.madds.record()),
+        environment=records.Environment(
+            torch=torch.__version__,
+            python=platform.python_version(),
+            device=str(device),
+            device_name=torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine(),
+            threads=torch.get_num_threads(),
+            malloc_keeps_freed_memory=machine.heap_kept,
+            host=platform.node(),
+            data_source=splits.source,
+            jobs=choice.jobs,
+            cores=choice.cores,
+            thread_choice={"reason": choice.reason, "other_busy": choice.other_busy},
+            loadavg_start=machine.loadavg_start,
+            loadavg_end=resources.load_average(),
+            other_busy_cores=machine.load.read(),
             **provenance.source_revision(),
-            "malloc_keeps_freed_memory": machine.heap_kept,
-            # Row-wise top-k on the compiled helper or on torch.topk: the same selections, not
-            # the same select_s/backward_s (docs/performance.md).
-            "compiled_row_topk": machine.compiled_row_topk,
-            # Whether dropout's masks (in a run that has them) came from the helper, which draws
-            # torch's own (dropout.py), or from torch: the same numbers, not the same forward_s.
-            "compiled_dropout_mask": machine.compiled_dropout_mask,
-            "compiled_fused_backward": machine.compiled_fused_backward,
-            "host": platform.node(),
-            # A VM keeps its host name when it moves to another CPU: the timing's machine(s).
-            "cpu": run_cpus(t.history),
-            "data_source": splits.source,
-        },
-        "started_at": dt.datetime.fromtimestamp(machine.started, dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+            cpu=run_cpus(t.history),
+            compiled_row_topk=machine.compiled_row_topk,
+            compiled_dropout_mask=machine.compiled_dropout_mask,
+            compiled_fused_backward=machine.compiled_fused_backward,
+        ),
+        resumed_at_epochs=t.resumed_at,
+        started_at=dt.datetime.fromtimestamp(machine.started, dt.timezone.utc).isoformat(timespec="seconds"),
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def run_cpus(history: list[dict[str, Any]]) -> str:
@@ -379,7 +394,7 @@ def run(
     run_dir: Path,
     threads: resources.ThreadChoice | None = None,
     log: Callable[[str], None] = _log,
-) -> dict[str, Any]:
+) -> records.Result:
     """Train one configuration to completion (resuming a checkpoint) and write ``result.json``.
 
     ``threads``: the torch threads and how many runs the launch runs at once on this machine
@@ -391,6 +406,6 @@ def run(
     resume(t, log)
     train_epochs(t)
     result = result_record(t, machine)
-    records.write_json_atomic(run_dir / records.RESULT_FILE, result)
+    records.write_result(run_dir, result)
     records.remove_checkpoint(run_dir)
     return result

@@ -98,20 +98,48 @@ def test_the_time_ratio_takes_the_baseline_timed_like_the_row(tmp_path: Path) ->
     day, later = "2026-12-01T10:00:00+00:00", "2026-12-02T20:00:00+00:00"
     for seed in range(3):
         write_thesis_run(tmp_path, "topk-k40", arch="l2-64", seed=seed, backward=1.0, cpu="AMD, AVX2", started_at=day)
-        write_run(tmp_path, tag=unit, method="dropout", rule="dense", params={}, arch="l2-64", seed=seed, backward=4.0,
-                  cpu="AMD, AVX2", started_at=day)
-        write_thesis_run(tmp_path, DROPOUT, arch="l2-64", seed=seed, backward=2.0, cpu="Intel, AVX512", started_at=later)
+        write_run(
+            tmp_path,
+            tag=unit,
+            method="dropout",
+            rule="dense",
+            params={},
+            arch="l2-64",
+            seed=seed,
+            backward=4.0,
+            cpu="AMD, AVX2",
+            started_at=day,
+        )
+        write_thesis_run(
+            tmp_path, DROPOUT, arch="l2-64", seed=seed, backward=2.0, cpu="Intel, AVX512", started_at=later
+        )
         # On l3-64 every run was made on one CPU in one stretch: the grid's baseline is taken.
         write_thesis_run(tmp_path, "topk-k40", arch="l3-64", seed=seed, backward=1.0, started_at=day)
-        write_run(tmp_path, tag=unit, method="dropout", rule="dense", params={}, arch="l3-64", seed=seed, backward=4.0,
-                  started_at=day)
+        write_run(
+            tmp_path,
+            tag=unit,
+            method="dropout",
+            rule="dense",
+            params={},
+            arch="l3-64",
+            seed=seed,
+            backward=4.0,
+            started_at=day,
+        )
         write_thesis_run(tmp_path, DROPOUT, arch="l3-64", seed=seed, backward=2.0, started_at=day)
     s = summarize(collect(tmp_path).runs, grid.time_baselines)
     topk = _row(s, "l2-64", "topk-k40")
     assert topk["time_baseline"] == unit and topk["backward_ratio"] == pytest.approx(0.25) and topk["timing_note"] == ""
-    assert _row(s, "l2-64", unit)["backward_ratio"] == pytest.approx(2.0)  # a second baseline is shown against the first
+    assert _row(s, "l2-64", unit)["backward_ratio"] == pytest.approx(
+        2.0
+    )  # a second baseline is shown against the first
     assert _row(s, "l2-64", DROPOUT)["backward_ratio"] == pytest.approx(1.0)
-    assert _row(s, "l3-64", "topk-k40")["time_baseline"] == DROPOUT and _row(s, "l3-64", "topk-k40")["backward_ratio"] == pytest.approx(0.5)
+    assert _row(s, "l3-64", "topk-k40")["time_baseline"] == DROPOUT and _row(s, "l3-64", "topk-k40")[
+        "backward_ratio"
+    ] == pytest.approx(0.5)
     # With only the rerun baseline, the ratio is taken to it and the caveat says why it is not like for like.
     only = summarize(collect(tmp_path).runs[lambda r: r["method_tag"] != unit], grid.time_baselines)
-    assert _row(only, "l2-64", "topk-k40")["time_baseline"] == DROPOUT and "vs dropout's" in _row(only, "l2-64", "topk-k40")["timing_note"]
+    assert (
+        _row(only, "l2-64", "topk-k40")["time_baseline"] == DROPOUT
+        and "vs dropout's" in _row(only, "l2-64", "topk-k40")["timing_note"]
+    )

@@ -11,7 +11,9 @@ from asym_sweep.report.build import ReportError, build
 
 def report_cli(*args: str) -> subprocess.CompletedProcess:
     # --published with no folder: only the runs given (not this checkout's results/)
-    return subprocess.run([sys.executable, "-m", "asym_sweep.report", *args, "--published"], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "asym_sweep.report", *args, "--published"], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture
@@ -20,7 +22,9 @@ def partial_sweep(tmp_path: Path) -> Path:
     runs = tmp_path / "runs"
     for seed in (0, 1):
         for i, tag in enumerate([DROPOUT, "topk-k40", PARTIAL, "complete-k170"]):
-            write_thesis_run(runs, tag, seed=seed, val=0.85 + 0.01 * i + 0.002 * seed, test=0.84 + 0.01 * i, backward=1.0 + i)
+            write_thesis_run(
+                runs, tag, seed=seed, val=0.85 + 0.01 * i + 0.002 * seed, test=0.84 + 0.01 * i, backward=1.0 + i
+            )
     write_thesis_run(runs, "topk-k40", arch="l3-256", seed=0, val=0.88, test=0.87)
     write_thesis_run(runs, DROPOUT, arch="l3-256", seed=0, val=0.89, test=0.86)
     write_thesis_run(runs, "complete-k170", arch="l3-256", seed=0, status="failed")
@@ -32,7 +36,10 @@ def test_report_from_a_partial_sweep(partial_sweep: Path, tmp_path: Path) -> Non
     out = tmp_path / "report"
     report = build(partial_sweep, out, seeds=2, log=lambda _: None)
     assert (report.n_completed, report.n_failed) == (11, 1)
-    assert report.coverage[0].startswith("fashion_mnist: 10 of 200 runs") and "6 of 100 cells have a run, 4 have a CI" in report.coverage[0]
+    assert (
+        report.coverage[0].startswith("fashion_mnist: 10 of 200 runs")
+        and "6 of 100 cells have a run, 4 have a CI" in report.coverage[0]
+    )
     runs = pd.read_parquet(out / "data" / "runs.parquet")
     assert len(runs) == 12 and len(pd.read_csv(out / "data" / "runs.csv")) == 12
     assert len(pd.read_parquet(out / "data" / "epochs.parquet")) == 220
@@ -48,12 +55,23 @@ def test_report_from_a_partial_sweep(partial_sweep: Path, tmp_path: Path) -> Non
     l1 = (out / "tables" / "fashion_mnist_l1-64_accuracy.md").read_text()
     assert "| swat-sparsity0.7 | 0.8300 (n=1) | — |" in l1  # a new rule appears with no report change
     index = (out / "index.html").read_text()  # checked through small values: pytest would diff 5 MB on failure
-    n_tables, has_fig, inlined, cdn = (index.count('<table class="results"'), "fig-fashion_mnist_l1-64_accuracy" in index,
-                                       "<script>" in index, "<script src=" in index)
+    n_tables, has_fig, inlined, cdn = (
+        index.count('<table class="results"'),
+        "fig-fashion_mnist_l1-64_accuracy" in index,
+        "<script>" in index,
+        "<script src=" in index,
+    )
     # 2 archs x 2 tables, the summary's 2, the answer's 4 and its pattern and thesis-artefact tables
-    assert (n_tables, has_fig, inlined, cdn) == (2 * 2 + 2 + 4 + 2, True, True, False)  # plotly.js is inlined, no network
+    assert (n_tables, has_fig, inlined, cdn) == (
+        2 * 2 + 2 + 4 + 2,
+        True,
+        True,
+        False,
+    )  # plotly.js is inlined, no network
     assert "Architectures without runs (24)" in index and "mnist l1-512, " not in index.split("No runs yet for:")[0]
-    assert (out / "figures" / "plotly.min.js").is_file() and (out / "figures" / "fashion_mnist_l1-64_time.html").is_file()
+    assert (out / "figures" / "plotly.min.js").is_file() and (
+        out / "figures" / "fashion_mnist_l1-64_time.html"
+    ).is_file()
     assert report.static.startswith("static export")
 
 
@@ -67,7 +85,10 @@ def test_rebuild_replaces_the_report_whole(partial_sweep: Path, tmp_path: Path) 
 
 
 def test_the_page_says_which_epoch_its_runs_report(partial_sweep: Path, tmp_path: Path) -> None:
-    for epoch, words in (("final", "each run reports the final epoch;"), ("best_val", "each run reports the epoch of best validation accuracy;")):
+    for epoch, words in (
+        ("final", "each run reports the final epoch;"),
+        ("best_val", "each run reports the epoch of best validation accuracy;"),
+    ):
         build(partial_sweep, tmp_path / epoch, log=lambda _: None, static=False, epoch=epoch)
         intro = (tmp_path / epoch / "index.html").read_text().split("Does it reproduce?")[0]
         assert words in intro
@@ -97,7 +118,9 @@ def test_cli_builds_and_summarises(partial_sweep: Path, tmp_path: Path) -> None:
 
 
 def test_copying_the_figures_needs_their_export(partial_sweep: Path, tmp_path: Path) -> None:
-    done = report_cli("--runs", str(partial_sweep), "--out", str(tmp_path / "r"), "--no-static", "--copy-figures", str(tmp_path / "f"))
+    done = report_cli(
+        "--runs", str(partial_sweep), "--out", str(tmp_path / "r"), "--no-static", "--copy-figures", str(tmp_path / "f")
+    )
     assert done.returncode == 2 and "--copy-figures needs the PNG export" in done.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "f").exists()
 
@@ -135,8 +158,19 @@ def test_selection_and_products_do_not_share_a_colour_with_any_method() -> None:
     grid = load_grid()
     THESIS_TAGS = list(grid.tags.values())
     method_colors = set(figures.method_colors(list(THESIS_TAGS) + ["swat-s0.7"], grid).values())
-    times = pd.DataFrame({"method_tag": list(THESIS_TAGS), "select_s_mean": 0.1, "product_s_mean": 1.0, "backward_s_mean": 1.1,
-                          "backward_s_min": 1.0, "backward_s_max": 1.2, "backward_ratio": 1.0, "thesis_ratio": 1.0, "flop_ratio_mean": 0.5})
+    times = pd.DataFrame(
+        {
+            "method_tag": list(THESIS_TAGS),
+            "select_s_mean": 0.1,
+            "product_s_mean": 1.0,
+            "backward_s_mean": 1.1,
+            "backward_s_min": 1.0,
+            "backward_s_max": 1.2,
+            "backward_ratio": 1.0,
+            "thesis_ratio": 1.0,
+            "flop_ratio_mean": 0.5,
+        }
+    )
     fig = figures.backward_bars(times, figures.method_colors(THESIS_TAGS, grid), "t", grid)
     split = {t.name: t.marker.color for t in fig.data if t.name in ("selection (top-k)", "products")}
     assert len(set(split.values())) == 2 and not set(split.values()) & method_colors
@@ -202,19 +236,32 @@ def test_the_first_page_answers_claim_by_claim(tmp_path: Path) -> None:
     for arch in ("l1-64", "l2-64", "l3-64", "l4-64", "l5-64"):
         for tag in accuracy:
             for seed in (0, 1):
-                write_thesis_run(runs, tag, arch=arch, seed=seed, val=accuracy[tag] + 0.001 * seed, test=accuracy[tag] + 0.001 * seed,
-                                 backward=backward[tag], select=0.1)
+                write_thesis_run(
+                    runs,
+                    tag,
+                    arch=arch,
+                    seed=seed,
+                    val=accuracy[tag] + 0.001 * seed,
+                    test=accuracy[tag] + 0.001 * seed,
+                    backward=backward[tag],
+                    select=0.1,
+                )
     out = tmp_path / "report"
     build(runs, out, seeds=2, log=lambda _: None)
-    claims = {line.split(" | ")[0].strip("| "): line for line in (out / "tables" / "answer_claims.md").read_text().splitlines()
-              if line.startswith("| ") and "Claim" not in line}
+    claims = {
+        line.split(" | ")[0].strip("| "): line
+        for line in (out / "tables" / "answer_claims.md").read_text().splitlines()
+        if line.startswith("| ") and "Claim" not in line
+    }
     verdict = {k: v.split(" | ")[2] for k, v in claims.items()}
     assert verdict["top-k is the best method most often (60%; partial 28%, symmetric 12%)"] == "confirmed"
     assert verdict["complete sparsification is the worst, consistently in all the experiments"] == "confirmed"
     assert verdict["asymmetric training (top-k or partial) beats symmetric training with dropout"] == "confirmed"
     assert verdict["top-k and partial cut backpropagation time by around 50%"] == "confirmed"
     assert verdict["complete sparsification is almost as slow as ordinary backpropagation"] == "confirmed"
-    assert verdict["partial connectivity is better in larger networks (3-5 layers of 512-1024)"] == "unclear"  # no such cell
+    assert (
+        verdict["partial connectivity is better in larger networks (3-5 layers of 512-1024)"] == "unclear"
+    )  # no such cell
     assert verdict["the best accuracy of all experiments is l1-512 with symmetric dropout"] == "unclear"
     index = (out / "index.html").read_text()
     assert index.index('id="answer"') < index.index('id="summary"')  # the answer comes first
@@ -228,7 +275,16 @@ def test_heatmaps_with_many_methods(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for i in range(40):
         for arch in ("l1-64", "l2-128"):
-            write_run(runs, tag=f"swat-s0.{i:02d}", method="swat", rule="swat", params={"sparsity": 0.5 + i / 100},
-                      arch=arch, seed=0, val=0.8, test=0.79)
+            write_run(
+                runs,
+                tag=f"swat-s0.{i:02d}",
+                method="swat",
+                rule="swat",
+                params={"sparsity": 0.5 + i / 100},
+                arch=arch,
+                seed=0,
+                val=0.8,
+                test=0.79,
+            )
     build(runs, tmp_path / "report", seeds=1, log=lambda _: None)
     assert "heatmap_test_acc_fashion_mnist" in (tmp_path / "report" / "index.html").read_text()

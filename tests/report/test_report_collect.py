@@ -38,7 +38,9 @@ def test_failed_damaged_and_unfinished_runs_are_accounted_for(tmp_path: Path) ->
 
 def test_saved_hydra_config_is_preferred(tmp_path: Path) -> None:
     run = write_thesis_run(tmp_path, "topk-k40", lr=0.001)
-    (run / ".hydra" / "config.yaml").write_text((run / ".hydra" / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.005"))
+    (run / ".hydra" / "config.yaml").write_text(
+        (run / ".hydra" / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.005")
+    )
     assert collect(tmp_path).runs["lr"].iloc[0] == 0.005
 
 

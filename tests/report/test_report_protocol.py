@@ -35,15 +35,34 @@ def write_panel(root, offsets: dict[str, float]) -> None:
             base = GRID.tags[name]
             method, rule, params, _ = THESIS_METHODS[base]
             for arch in CELLS:
-                row = ref[(ref["kind"] == "accuracy") & (ref["dataset"] == "fashion_mnist") & (ref["arch"] == arch)
-                          & (ref["thesis_method"] == name)].iloc[0]
+                row = ref[
+                    (ref["kind"] == "accuracy")
+                    & (ref["dataset"] == "fashion_mnist")
+                    & (ref["arch"] == arch)
+                    & (ref["thesis_method"] == name)
+                ].iloc[0]
                 for seed in range(3):
-                    write_run(root, tag=tag, method=method, rule=rule, params=params, arch=arch, seed=seed, scaling=scaling,
-                              val=row["val"] + off / 100 + 0.001 * seed, test=row["test"] + off / 100 + 0.001 * seed)
+                    write_run(
+                        root,
+                        tag=tag,
+                        method=method,
+                        rule=rule,
+                        params=params,
+                        arch=arch,
+                        seed=seed,
+                        scaling=scaling,
+                        val=row["val"] + off / 100 + 0.001 * seed,
+                        test=row["test"] + off / 100 + 0.001 * seed,
+                    )
 
 
-@pytest.mark.parametrize("offsets,chosen", [({"unit": 3.0, "standard": 0.5}, "standard"),  # nearer by 2.5 pts
-                                             ({"unit": 1.0, "standard": 0.7}, "unit")])     # nearer by 0.3: within the margin
+@pytest.mark.parametrize(
+    "offsets,chosen",
+    [
+        ({"unit": 3.0, "standard": 0.5}, "standard"),  # nearer by 2.5 pts
+        ({"unit": 1.0, "standard": 0.7}, "unit"),
+    ],
+)  # nearer by 0.3: within the margin
 def test_the_choice_is_made_by_all_four_methods_together(tmp_path, offsets, chosen):
     runs = tmp_path / "runs"
     write_panel(runs, offsets)
@@ -77,4 +96,3 @@ def test_pattern_and_artefacts_of_the_thesis_tables():
     partial = artefacts.loc[GRID.tags["partial"]]
     assert partial["depth_spread_test_thesis"] < 0.2 < 0.8 < partial["depth_spread_val_thesis"]
     assert artefacts.loc[GRID.tags["dropout"], "gap_thesis"] == pytest.approx(2.56, abs=0.01)
-

@@ -5,7 +5,9 @@ import pytest
 from asym_sweep.report.stats import mean_ci, t_quantile
 
 
-@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (29, 2.0452)])
+@pytest.mark.parametrize(
+    "df, expected", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (29, 2.0452)]
+)
 def test_t_quantile_matches_printed_tables(df: int, expected: float) -> None:
     assert t_quantile(df) == pytest.approx(expected, abs=1e-4)
 

@@ -20,12 +20,29 @@ TAGS = {"dropout": DROPOUT, "topk": "topk-k40", "partial": PARTIAL, "complete": 
 
 
 def write_record(folder: Path, started: str, backward: dict[str, float], host: str = "bench-host") -> Path:
-    rows = [{"arch": "l1-64", "method": m, "tag": TAGS[m], "round": r, "position": 0, "forward_ms": 1.0,
-             "backward_ms": ms * (1 + 0.1 * r), "select_ms": 0.0, "optimizer_ms": 1.0, "step_ms": 3.0 + ms, "flop_ratio": 0.5}
-            for r in range(3) for m, ms in backward.items()]
-    record = TimingRecord({"rounds": 3, "steps": 10, "overrides": []},
-                          {"host": host, "cpu": "Test CPU, AVX2", "threads": 1, "git_commit": "abc1234def", "git_dirty": False},
-                          started, rows=rows)
+    rows = [
+        {
+            "arch": "l1-64",
+            "method": m,
+            "tag": TAGS[m],
+            "round": r,
+            "position": 0,
+            "forward_ms": 1.0,
+            "backward_ms": ms * (1 + 0.1 * r),
+            "select_ms": 0.0,
+            "optimizer_ms": 1.0,
+            "step_ms": 3.0 + ms,
+            "flop_ratio": 0.5,
+        }
+        for r in range(3)
+        for m, ms in backward.items()
+    ]
+    record = TimingRecord(
+        {"rounds": 3, "steps": 10, "overrides": []},
+        {"host": host, "cpu": "Test CPU, AVX2", "threads": 1, "git_commit": "abc1234def", "git_dirty": False},
+        started,
+        rows=rows,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{host}-{started[:10]}.json"
     path.write_text(json.dumps(record.to_json()))
@@ -53,7 +70,9 @@ def test_the_users_sweep_is_preferred_and_the_newest_record_taken(tmp_path):
     assert found.frame.set_index("method_tag").loc["topk-k40", "sweep_ratio"] == pytest.approx(0.8)
     write_record(mine, "2025-01-01T00:00:00+00:00", {"dropout": 1.0, "topk": 0.5}, host="mine")
     found = sweep_times.load([(mine, "yours"), (published, "published")])
-    assert found.source == "yours" and found.frame.set_index("method_tag").loc["topk-k40", "sweep_ratio"] == pytest.approx(0.5)
+    assert found.source == "yours" and found.frame.set_index("method_tag").loc[
+        "topk-k40", "sweep_ratio"
+    ] == pytest.approx(0.5)
     assert sweep_times.load([(tmp_path / "none", "yours")]) is None
 
 
@@ -71,7 +90,9 @@ def test_time_tables_and_answer_use_the_sweep_beside_the_runs(tmp_path):
     build(runs, out, log=lambda _: None, static=False, timing=[timing])
     times = pd.read_csv(out / "data" / "comparison_time.csv")
     times = times[(times["dataset"] == "fashion_mnist") & (times["arch"] == "l1-64")].set_index("method_tag")
-    assert times.loc["topk-k40", "sweep_ratio"] == pytest.approx(0.5) and times.loc["topk-k40", "backward_ratio"] == pytest.approx(2.0)
+    assert times.loc["topk-k40", "sweep_ratio"] == pytest.approx(0.5) and times.loc[
+        "topk-k40", "backward_ratio"
+    ] == pytest.approx(2.0)
     table = (out / "tables" / "fashion_mnist_l1-64_time.md").read_text()
     assert "Timing sweep: backward ms/step" in table and "| 0.500 (0.500–0.500) |" in table
     answer = (out / "tables" / "answer_backward_ratio.md").read_text()

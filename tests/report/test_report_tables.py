@@ -18,16 +18,52 @@ def test_cell_formats() -> None:
 
 def _comparison_rows() -> pd.DataFrame:
     nan = math.nan
-    return pd.DataFrame([
-        {"method_tag": "topk-k40", "n_seeds": 2, "n_failed": 1, "val_acc_mean": 0.895, "val_acc_lo": 0.85, "val_acc_hi": 0.94,
-         "test_acc_mean": 0.8, "test_acc_lo": 0.8, "test_acc_hi": 0.8, "thesis_val": 0.8957, "thesis_val_lo": 0.8897,
-         "thesis_val_hi": 0.9017, "thesis_test": 0.8753, "thesis_test_lo": 0.8745, "thesis_test_hi": 0.8761,
-         "val_diff": -0.0007, "test_diff": -0.0753, "val_thesis_inside": True, "test_thesis_inside": False},
-        {"method_tag": DROPOUT, "n_seeds": 0, "n_failed": 0, "val_acc_mean": nan, "val_acc_lo": nan, "val_acc_hi": nan,
-         "test_acc_mean": nan, "test_acc_lo": nan, "test_acc_hi": nan, "thesis_val": 0.904, "thesis_val_lo": 0.8981,
-         "thesis_val_hi": 0.9099, "thesis_test": 0.863, "thesis_test_lo": 0.8625, "thesis_test_hi": 0.8635,
-         "val_diff": nan, "test_diff": nan, "val_thesis_inside": pd.NA, "test_thesis_inside": pd.NA},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "method_tag": "topk-k40",
+                "n_seeds": 2,
+                "n_failed": 1,
+                "val_acc_mean": 0.895,
+                "val_acc_lo": 0.85,
+                "val_acc_hi": 0.94,
+                "test_acc_mean": 0.8,
+                "test_acc_lo": 0.8,
+                "test_acc_hi": 0.8,
+                "thesis_val": 0.8957,
+                "thesis_val_lo": 0.8897,
+                "thesis_val_hi": 0.9017,
+                "thesis_test": 0.8753,
+                "thesis_test_lo": 0.8745,
+                "thesis_test_hi": 0.8761,
+                "val_diff": -0.0007,
+                "test_diff": -0.0753,
+                "val_thesis_inside": True,
+                "test_thesis_inside": False,
+            },
+            {
+                "method_tag": DROPOUT,
+                "n_seeds": 0,
+                "n_failed": 0,
+                "val_acc_mean": nan,
+                "val_acc_lo": nan,
+                "val_acc_hi": nan,
+                "test_acc_mean": nan,
+                "test_acc_lo": nan,
+                "test_acc_hi": nan,
+                "thesis_val": 0.904,
+                "thesis_val_lo": 0.8981,
+                "thesis_val_hi": 0.9099,
+                "thesis_test": 0.863,
+                "thesis_test_lo": 0.8625,
+                "thesis_test_hi": 0.8635,
+                "val_diff": nan,
+                "test_diff": nan,
+                "val_thesis_inside": pd.NA,
+                "test_thesis_inside": pd.NA,
+            },
+        ]
+    )
 
 
 def test_accuracy_table_has_thesis_rows_first_and_missing_not_zero() -> None:

@@ -91,8 +91,16 @@ def test_comparisons_on_known_numbers(tmp_path: Path, ref: pd.DataFrame) -> None
 
 
 def test_new_methods_are_ordered_after_the_thesis_ones() -> None:
-    assert GRID.order(["swat-s0.7", "topk-k40", DROPOUT, "random-k40"]) == [DROPOUT, "topk-k40", "random-k40", "swat-s0.7"]
-    assert GRID.label("swat-s0.7") == "swat-s0.7" and GRID.label(PARTIAL) == "Partial connectivity k1=40, k2=200, x_scope=sample"
+    assert GRID.order(["swat-s0.7", "topk-k40", DROPOUT, "random-k40"]) == [
+        DROPOUT,
+        "topk-k40",
+        "random-k40",
+        "swat-s0.7",
+    ]
+    assert (
+        GRID.label("swat-s0.7") == "swat-s0.7"
+        and GRID.label(PARTIAL) == "Partial connectivity k1=40, k2=200, x_scope=sample"
+    )
 
 
 def test_a_changed_k_changes_the_comparison_and_does_not_break_it(tmp_path: Path) -> None:
@@ -123,7 +131,9 @@ def test_a_changed_k_changes_the_comparison_and_does_not_break_it(tmp_path: Path
     acc = th.accuracy_comparison(s, ref)
     row = acc[(acc["arch"] == "l3-256") & (acc["method_tag"] == "topk-k50")].iloc[0]
     assert row["thesis_val"] == 0.8957 and row["val_acc_mean"] == pytest.approx(0.895)  # the thesis' top-k beside ours
-    assert acc[(acc["arch"] == "l3-256") & (acc["method_tag"] == "topk-k40")]["thesis_val"].isna().all()  # now just another run
+    assert (
+        acc[(acc["arch"] == "l3-256") & (acc["method_tag"] == "topk-k40")]["thesis_val"].isna().all()
+    )  # now just another run
     out = tmp_path / "report"
     build(runs, out, seeds=2, log=lambda _: None, grid=grid)
     assert "| Top-k asymmetry k=50 | 0.8950 (" in (out / "tables" / "fashion_mnist_l3-256_accuracy.md").read_text()

@@ -35,7 +35,17 @@ EPOCH_WORDS = {  # what each mode reports, as the page says it
     "best_val": "the epoch of best validation accuracy",
     "best_each": "the best validation and the best test accuracy over the epochs",
 }
-MEANS = ("backward_s", "select_s", "product_s", "forward_s", "optimizer_s", "train_s", "wall_s", "flop_ratio", "test_loss_rise")
+MEANS = (
+    "backward_s",
+    "select_s",
+    "product_s",
+    "forward_s",
+    "optimizer_s",
+    "train_s",
+    "wall_s",
+    "flop_ratio",
+    "test_loss_rise",
+)
 
 
 def _ci_columns(prefix: str, values: pd.Series) -> dict[str, float]:
@@ -54,7 +64,9 @@ def summarize_group(group: pd.DataFrame) -> dict[str, object]:
         "method": group["method"].iloc[0],
         "source": group["source"].iloc[0] if "source" in group else "yours",
         "started_at": done["started_at"].min() if "started_at" in done and len(done) else None,
-        "git_commits": ",".join(sorted({str(c)[:8] for c in done["git_commit"].dropna()})) if "git_commit" in done else "",
+        "git_commits": ",".join(sorted({str(c)[:8] for c in done["git_commit"].dropna()}))
+        if "git_commit" in done
+        else "",
     }
     row.update(_ci_columns("val_acc", done["val_acc"]))
     row.update(_ci_columns("test_acc", done["test_acc"]))
@@ -80,8 +92,11 @@ def _cpus(column: pd.Series) -> str:
 
 # The conditions two groups' times must share to compare: (column, plural, singular, the
 # separator `timing_conditions` joins a group's differing values with: a CPU's name has commas).
-TIMING_CONDITIONS = (("timing_threads", "threads", "threads", ","), ("timing_jobs", "parallel jobs", "parallel jobs", ","),
-                     ("timing_cpu", "CPUs", "CPU", " / "))
+TIMING_CONDITIONS = (
+    ("timing_threads", "threads", "threads", ","),
+    ("timing_jobs", "parallel jobs", "parallel jobs", ","),
+    ("timing_cpu", "CPUs", "CPU", " / "),
+)
 
 
 def timing_conditions(done: pd.DataFrame) -> dict[str, object]:
@@ -118,8 +133,10 @@ def summarize(runs: pd.DataFrame, baseline: str | Sequence[str], epoch: str = "f
     chosen = [time_base(r, candidates.get((r["dataset"], r["arch"]), []), tags) for _, r in table.iterrows()]
     # The ratio of medians over seeds: one run slowed by other work on the machine (seen: a 10x
     # backward beside a test suite, its seeds at 1x) moves a mean, not a median of 3-5 seeds.
-    table["backward_ratio"] = [r["backward_s_median"] / b["backward_s_median"] if b is not None else math.nan
-                               for (_, r), b in zip(table.iterrows(), chosen)]
+    table["backward_ratio"] = [
+        r["backward_s_median"] / b["backward_s_median"] if b is not None else math.nan
+        for (_, r), b in zip(table.iterrows(), chosen)
+    ]
     table["time_baseline"] = [b["method_tag"] if b is not None else "" for b in chosen]
     table["timing_note"] = [timing_note(r, b) for (_, r), b in zip(table.iterrows(), chosen)]
     return table
@@ -158,7 +175,9 @@ def timing_note(row: pd.Series, base: pd.Series | None) -> str:
     for key, what, one, sep in TIMING_CONDITIONS:
         if sep in str(row.get(key, "")):
             notes.append(f"{what} differ between seeds ({row[key]})")
-        elif base is not None and base["n_seeds"] and row is not base and str(base.get(key, "")) != str(row.get(key, "")):
+        elif (
+            base is not None and base["n_seeds"] and row is not base and str(base.get(key, "")) != str(row.get(key, ""))
+        ):
             notes.append(f"{one} {row.get(key) or '?'} vs dropout's {base.get(key) or '?'}")
     if row["n_under_load"]:
         notes.append(f"{row['n_under_load']} of {row['n_seeds']} runs under load")

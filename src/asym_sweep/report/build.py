@@ -71,9 +71,17 @@ def _replace_dir(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build(runs_root: Path, out_dir: Path, seeds: int = GRID_SEEDS, static: bool = True, log: Callable[[str], None] = print,
-          grid: ThesisGrid | None = None, epoch: str = "final", published: list[Path] | tuple[Path, ...] = (),
-          timing: list[Path] | tuple[Path, ...] = ()) -> Report:
+def build(
+    runs_root: Path,
+    out_dir: Path,
+    seeds: int = GRID_SEEDS,
+    static: bool = True,
+    log: Callable[[str], None] = print,
+    grid: ThesisGrid | None = None,
+    epoch: str = "final",
+    published: list[Path] | tuple[Path, ...] = (),
+    timing: list[Path] | tuple[Path, ...] = (),
+) -> Report:
     """The report of the published runs (``published``, e.g. ``results/``) and the user's (``runs_root``);
     the time claims from the newest timing sweep of the first of ``timing`` that has one."""
     roots = [r for r in (*published, runs_root) if r.is_dir()]
@@ -81,11 +89,18 @@ def build(runs_root: Path, out_dir: Path, seeds: int = GRID_SEEDS, static: bool 
         raise ReportError(f"no runs folder at {runs_root}; run a sweep first (python -m asym_sweep ...) or pass --runs")
     collection = collect(runs_root, published)
     if collection.runs.empty:
-        extra = f" ({len(collection.in_progress)} in progress, {len(collection.problems)} damaged)" if collection.in_progress or collection.problems else ""
+        extra = (
+            f" ({len(collection.in_progress)} in progress, {len(collection.problems)} damaged)"
+            if collection.in_progress or collection.problems
+            else ""
+        )
         where = " and ".join(map(str, roots))
-        raise ReportError(f"no finished runs under {where}{extra}; run a sweep first (python -m asym_sweep ...) or pass --runs")
-    sweep = sweep_times.load([(folder, "published" if any(folder.is_relative_to(p) for p in published) else "yours")
-                              for folder in timing])
+        raise ReportError(
+            f"no finished runs under {where}{extra}; run a sweep first (python -m asym_sweep ...) or pass --runs"
+        )
+    sweep = sweep_times.load(
+        [(folder, "published" if any(folder.is_relative_to(p) for p in published) else "yours") for folder in timing]
+    )
     frames = compute(collection, grid or load_grid(), epoch, sweep)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -102,19 +117,26 @@ def build(runs_root: Path, out_dir: Path, seeds: int = GRID_SEEDS, static: bool 
     return report
 
 
-def _write(frames: Frames, root: Path, roots: list[Path], seeds: int, static: bool, log: Callable[[str], None]) -> Report:
+def _write(
+    frames: Frames, root: Path, roots: list[Path], seeds: int, static: bool, log: Callable[[str], None]
+) -> Report:
     w = Writer(root)
     runs = frames.collection.runs
     data = Section("data", "Data files")
     data.add_links("one row per run", w.data("runs", runs, parquet=True))
     data.add_links("one row per run and epoch", w.data("epochs", frames.collection.epochs, parquet=True))
     data.add_links("per dataset, arch and method", w.data("summary", frames.summary, parquet=True))
-    data.add_links("comparisons with the thesis", w.data("comparison_accuracy", frames.accuracy) + w.data("comparison_time", frames.times))
+    data.add_links(
+        "comparisons with the thesis",
+        w.data("comparison_accuracy", frames.accuracy) + w.data("comparison_time", frames.times),
+    )
     if frames.sweep is not None:
         data.add_links(f"the timing sweep ({frames.sweep.where})", w.data("timing_sweep", frames.sweep.frame))
     if frames.rules_cells is not None and len(frames.rules_cells):
-        data.add_links("the rules experiment, per panel cell and over the panel",
-                       w.data("rules_cells", frames.rules_cells) + w.data("rules_panel", frames.rules_panel))
+        data.add_links(
+            "the rules experiment, per panel cell and over the panel",
+            w.data("rules_cells", frames.rules_cells) + w.data("rules_panel", frames.rules_panel),
+        )
     data.add_links("thesis values (Tables 9.1-9.52)", w.data("thesis_reference", frames.reference))
     colors = figures.method_colors(list(frames.summary["method_tag"]) + list(frames.grid.tags.values()), frames.grid)
     sections = [answer_section(frames, w, colors), summary_section(frames, w, seeds, colors)]
@@ -141,12 +163,20 @@ def _write(frames: Frames, root: Path, roots: list[Path], seeds: int, static: bo
     n_failed = int((runs["status"] == "failed").sum())
     coverage = coverage_lines(frames.summary, seeds, frames.grid)
     # Every folder read: the published runs (results/) as well as the user's runs root.
-    intro = [f"Runs read from {' and '.join(map(str, roots))}. {n_completed} completed runs, {n_failed} failed, {len(frames.collection.in_progress)} in progress.",
-             f"Accuracy: each run reports {EPOCH_WORDS[frames.epoch]}; the mean over seeds, with a Student-t 95% CI. Time: backward seconds per run and their ratio to "
-             "symmetric dropout on the same architecture (absolute times from different machines do not compare)" + (
-                 f"; the time claims use the timing sweep ({frames.sweep.source}: {frames.sweep.where}), its methods timed in turns "
-                 "in one stretch, the 20-epoch runs' totals shown beside it." if frames.sweep is not None else
-                 "; no timing sweep found (make timing), so the time claims use the 20-epoch runs' totals.")]
+    intro = [
+        f"Runs read from {' and '.join(map(str, roots))}. {n_completed} completed runs, {n_failed} failed, "
+        f"{len(frames.collection.in_progress)} in progress.",
+        f"Accuracy: each run reports {EPOCH_WORDS[frames.epoch]}; the mean over seeds, with a Student-t 95% CI. "
+        "Time: backward seconds per run and their ratio to "
+        "symmetric dropout on the same architecture (absolute times from different machines do not compare)"
+        + (
+            f"; the time claims use the timing sweep ({frames.sweep.source}: {frames.sweep.where}), its methods "
+            "timed in turns "
+            "in one stretch, the 20-epoch runs' totals shown beside it."
+            if frames.sweep is not None
+            else "; no timing sweep found (make timing), so the time claims use the 20-epoch runs' totals."
+        ),
+    ]
     static_msg = export_static(w.figures, root / "figures") if static else "static PNG/SVG export not requested"
     index = root / "index.html"
     index.write_text(render_page("asym-sweep report: reproduction of Srivastava (2022)", intro, sections))

@@ -37,15 +37,33 @@ class Frames:
     rules_coverage: tuple[int, int] = (0, 0)
 
 
-def compute(collection: Collection, grid: ThesisGrid, epoch: str = "final", sweep: SweepTimes | None = None,
-            rules: ThesisGrid | None = None) -> Frames:
+def compute(
+    collection: Collection,
+    grid: ThesisGrid,
+    epoch: str = "final",
+    sweep: SweepTimes | None = None,
+    rules: ThesisGrid | None = None,
+) -> Frames:
     """``rules``: the rules experiment's methods (default: `grid.rule_methods` as conf/method has them)."""
     summary = summarize(collection.runs, grid.time_baselines, epoch)
     reference = th.load_reference(grid)
     times = th.time_comparison(summary, reference, grid, sweep.frame if sweep is not None else None)
     rules = rules if rules is not None else load_grid(methods=rule_methods())
     panel = rl.panel_table(collection.runs, rules)
-    return Frames(grid, collection, summary, epoch_curves(collection.epochs), th.accuracy_comparison(summary, reference),
-                  times, th.time_reduction_summary(times), reference, rd.reading_table(collection.runs, reference, grid), epoch,
-                  sweep, rl.cell_table(collection.runs, rules), panel, rl.claims_table(panel),
-                  rl.coverage(collection.runs, rules))
+    return Frames(
+        grid,
+        collection,
+        summary,
+        epoch_curves(collection.epochs),
+        th.accuracy_comparison(summary, reference),
+        times,
+        th.time_reduction_summary(times),
+        reference,
+        rd.reading_table(collection.runs, reference, grid),
+        epoch,
+        sweep,
+        rl.cell_table(collection.runs, rules),
+        panel,
+        rl.claims_table(panel),
+        rl.coverage(collection.runs, rules),
+    )

@@ -46,9 +46,11 @@ class Section:
 
 def render_page(title: str, intro: list[str], sections: list[Section]) -> str:
     nav = "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sections)
-    body = "".join(f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>{"".join(s.parts)}</section>' for s in sections)
+    body = "".join(
+        f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>{"".join(s.parts)}</section>' for s in sections
+    )
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    intro_html = "".join(f'<p>{html.escape(p)}</p>' for p in intro)
+    intro_html = "".join(f"<p>{html.escape(p)}</p>" for p in intro)
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>"

@@ -34,7 +34,10 @@ def thesis_time_ratio(reference: pd.DataFrame) -> pd.DataFrame:
     """The thesis' backward time of each method over its dropout's, per (dataset, arch)."""
     t = reference[reference["kind"] == "time"].rename(columns={"thesis_method": "method"})
     base = t[t["method"] == BASELINE].set_index(["dataset", "arch"])["backward_time"]
-    t = t.assign(thesis_ratio=t["backward_time"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(t[["dataset", "arch"]])).to_numpy())
+    t = t.assign(
+        thesis_ratio=t["backward_time"].to_numpy()
+        / base.reindex(pd.MultiIndex.from_frame(t[["dataset", "arch"]])).to_numpy()
+    )
     return t[["dataset", "arch", "method", "thesis_ratio"]]
 
 
@@ -49,8 +52,9 @@ def compared(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def panel_summary(runs: pd.DataFrame, grid: ThesisGrid, epoch: str, panel: tuple[str, ...] = PANEL,
-                  seeds: int = PANEL_SEEDS) -> pd.DataFrame:
+def panel_summary(
+    runs: pd.DataFrame, grid: ThesisGrid, epoch: str, panel: tuple[str, ...] = PANEL, seeds: int = PANEL_SEEDS
+) -> pd.DataFrame:
     """The panel's groups on its own seeds (0 to ``seeds`` - 1): the default readings, which are grid
     runs with 5 seeds, are compared on the same 3 seeds as the other readings."""
     on_panel = runs[(runs["dataset"] == "fashion_mnist") & runs["arch"].isin(panel) & (runs["seed"] < seeds)]
@@ -80,8 +84,14 @@ def whole_panel(t: pd.DataFrame, seeds: int, panel: tuple[str, ...]) -> pd.DataF
 CELL_CHOICES = ("common", "panel")
 
 
-def reading_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, panel: tuple[str, ...] = PANEL,
-                  seeds: int = PANEL_SEEDS, cells: str = "common") -> pd.DataFrame:
+def reading_table(
+    runs: pd.DataFrame,
+    reference: pd.DataFrame,
+    grid: ThesisGrid,
+    panel: tuple[str, ...] = PANEL,
+    seeds: int = PANEL_SEEDS,
+    cells: str = "common",
+) -> pd.DataFrame:
     """One row per (epoch mode, method, reading) with the panel's agreement figures, over the cells
     where all of the method's readings have ``seeds`` seeds (``cells="common"``, `common_cells`), or
     for the readings that have them on the whole panel (``"panel"``, `whole_panel`)."""
@@ -95,14 +105,23 @@ def reading_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid,
         t = compared(summary, reference)
         chosen = common_cells(t, seeds) if cells == "common" else whole_panel(t, seeds, panel)
         for (method, tag), g in chosen.groupby(["method", "method_tag"]):
-            rows.append({
-                "epoch": epoch, "method": method, "reading": tag, "default": tag == grid.tags.get(method),
-                "cells": len(g), "seeds": f"{int(g['n_seeds'].min())}-{int(g['n_seeds'].max())}",
-                "agree_val": int(g["val_agree"].sum()), "agree_test": int(g["test_agree"].sum()),
-                "within_val": int((g["val_diff"].abs() <= AGREE + 1e-12).sum()), "within_test": int((g["test_diff"].abs() <= AGREE + 1e-12).sum()),
-                "mean_abs_diff_val": float(g["val_diff"].abs().mean()), "mean_abs_diff_test": float(g["test_diff"].abs().mean()),
-                "mean_diff_test": float(g["test_diff"].mean()),
-            })
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "method": method,
+                    "reading": tag,
+                    "default": tag == grid.tags.get(method),
+                    "cells": len(g),
+                    "seeds": f"{int(g['n_seeds'].min())}-{int(g['n_seeds'].max())}",
+                    "agree_val": int(g["val_agree"].sum()),
+                    "agree_test": int(g["test_agree"].sum()),
+                    "within_val": int((g["val_diff"].abs() <= AGREE + 1e-12).sum()),
+                    "within_test": int((g["test_diff"].abs() <= AGREE + 1e-12).sum()),
+                    "mean_abs_diff_val": float(g["val_diff"].abs().mean()),
+                    "mean_abs_diff_test": float(g["test_diff"].abs().mean()),
+                    "mean_diff_test": float(g["test_diff"].mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -142,12 +161,22 @@ def ruled_out(table: pd.DataFrame, grid: ThesisGrid, epoch: str = "final") -> li
         if default not in g.index:
             continue
         base = g.loc[default, "off"]
-        out += [(reading, r["off"], base) for reading, r in g.iterrows() if r["off"] > base + MARGIN and r["cells"] == g.loc[default, "cells"]]
+        out += [
+            (reading, r["off"], base)
+            for reading, r in g.iterrows()
+            if r["off"] > base + MARGIN and r["cells"] == g.loc[default, "cells"]
+        ]
     return out
 
 
-def claims(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, choice: dict[str, str], epoch: str,
-           panel: tuple[str, ...] = PANEL) -> pd.DataFrame:
+def claims(
+    runs: pd.DataFrame,
+    reference: pd.DataFrame,
+    grid: ThesisGrid,
+    choice: dict[str, str],
+    epoch: str,
+    panel: tuple[str, ...] = PANEL,
+) -> pd.DataFrame:
     """The thesis' qualitative claims on the panel, with one reading per method (``choice``)."""
     summary = panel_summary(runs, grid, epoch, panel)
     if summary.empty or set(choice) != set(METHODS):
@@ -155,40 +184,78 @@ def claims(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, choice
     chosen = summary[summary.apply(lambda r: choice.get(r["method"]) == r["method_tag"], axis=1)]
     ours = chosen.pivot_table(index="arch", columns="method", values="test_acc_mean")
     ref = thesis_accuracy(reference)
-    ref = ref[(ref["dataset"] == "fashion_mnist") & ref["arch"].isin(panel)].pivot_table(index="arch", columns="method", values="thesis_test")
+    ref = ref[(ref["dataset"] == "fashion_mnist") & ref["arch"].isin(panel)].pivot_table(
+        index="arch", columns="method", values="thesis_test"
+    )
     cells = [a for a in panel if a in ours.index and ours.loc[a].reindex(list(METHODS)).notna().all()]
     rows = []
     if cells:
         o, t = ours.loc[cells, list(METHODS)], ref.loc[cells, list(METHODS)]
         best_o, best_t = o.idxmax(axis=1), t.idxmax(axis=1)
-        rows.append({"claim": "best method per cell (test)", "ours": ", ".join(f"{a}: {best_o[a]}" for a in cells),
-                     "thesis": ", ".join(f"{a}: {best_t[a]}" for a in cells), "agree": f"{int((best_o == best_t).sum())} of {len(cells)}"})
+        rows.append(
+            {
+                "claim": "best method per cell (test)",
+                "ours": ", ".join(f"{a}: {best_o[a]}" for a in cells),
+                "thesis": ", ".join(f"{a}: {best_t[a]}" for a in cells),
+                "agree": f"{int((best_o == best_t).sum())} of {len(cells)}",
+            }
+        )
         worst_o, worst_t = o.idxmin(axis=1), t.idxmin(axis=1)
-        rows.append({"claim": "complete sparsification worst", "ours": f"{int((worst_o == 'complete').sum())} of {len(cells)}",
-                     "thesis": f"{int((worst_t == 'complete').sum())} of {len(cells)}", "agree": f"{int((worst_o == worst_t).sum())} of {len(cells)}"})
+        rows.append(
+            {
+                "claim": "complete sparsification worst",
+                "ours": f"{int((worst_o == 'complete').sum())} of {len(cells)}",
+                "thesis": f"{int((worst_t == 'complete').sum())} of {len(cells)}",
+                "agree": f"{int((worst_o == worst_t).sum())} of {len(cells)}",
+            }
+        )
         wide = [a for a in cells if int(a.split("-")[1]) >= 512]
         if wide:
             ahead_o = [a for a in wide if o.loc[a, "partial"] > o.loc[a, "topk"]]
             ahead_t = [a for a in wide if t.loc[a, "partial"] > t.loc[a, "topk"]]
-            rows.append({"claim": "partial ahead of top-k, width 512-1024", "ours": ", ".join(ahead_o) or "none",
-                         "thesis": ", ".join(ahead_t) or "none", "agree": f"{sum((a in ahead_o) == (a in ahead_t) for a in wide)} of {len(wide)}"})
+            rows.append(
+                {
+                    "claim": "partial ahead of top-k, width 512-1024",
+                    "ours": ", ".join(ahead_o) or "none",
+                    "thesis": ", ".join(ahead_t) or "none",
+                    "agree": f"{sum((a in ahead_o) == (a in ahead_t) for a in wide)} of {len(wide)}",
+                }
+            )
     times = chosen.set_index(["arch", "method"])["backward_s_mean"]
     ratio_t = thesis_time_ratio(reference)
-    ratio_t = ratio_t[(ratio_t["dataset"] == "fashion_mnist") & ratio_t["arch"].isin(panel)].set_index(["arch", "method"])["thesis_ratio"]
+    ratio_t = ratio_t[(ratio_t["dataset"] == "fashion_mnist") & ratio_t["arch"].isin(panel)].set_index(
+        ["arch", "method"]
+    )["thesis_ratio"]
     for method in METHODS:
         if method == BASELINE:
             continue
-        pairs = [(times[(a, method)] / times[(a, BASELINE)], ratio_t.get((a, method), math.nan))
-                 for a in panel if (a, method) in times.index and (a, BASELINE) in times.index]
+        pairs = [
+            (times[(a, method)] / times[(a, BASELINE)], ratio_t.get((a, method), math.nan))
+            for a in panel
+            if (a, method) in times.index and (a, BASELINE) in times.index
+        ]
         if pairs:
-            rows.append({"claim": f"backward time / dropout's, {method} (mean over cells)",
-                         "ours": f"{sum(p[0] for p in pairs) / len(pairs):.3f}", "thesis": f"{sum(p[1] for p in pairs) / len(pairs):.3f}",
-                         "agree": f"{len(pairs)} cells"})
+            rows.append(
+                {
+                    "claim": f"backward time / dropout's, {method} (mean over cells)",
+                    "ours": f"{sum(p[0] for p in pairs) / len(pairs):.3f}",
+                    "thesis": f"{sum(p[1] for p in pairs) / len(pairs):.3f}",
+                    "agree": f"{len(pairs)} cells",
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def joint_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, key: str, values: tuple[str, ...],
-                epoch: str = "final", panel: tuple[str, ...] = PANEL, seeds: int = PANEL_SEEDS) -> pd.DataFrame:
+def joint_table(
+    runs: pd.DataFrame,
+    reference: pd.DataFrame,
+    grid: ThesisGrid,
+    key: str,
+    values: tuple[str, ...],
+    epoch: str = "final",
+    panel: tuple[str, ...] = PANEL,
+    seeds: int = PANEL_SEEDS,
+) -> pd.DataFrame:
     """One row per value of an experiment-wide option (`grid.EXPERIMENT_WIDE`): the four methods'
     runs at that value (`ThesisGrid.tags_with`), compared with the thesis together on the panel
     cells where every one of them has ``seeds`` seeds. ``off`` is the mean over the four methods
@@ -198,19 +265,32 @@ def joint_table(runs: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, k
         return pd.DataFrame()
     t = compared(summary, reference)
     sets = {value: grid.tags_with({key: value}) for value in values}
-    chosen = {value: t[t.apply(lambda r, tags=tags: tags.get(r["method"]) == r["method_tag"], axis=1)
-                       & (t["n_seeds"] >= seeds)] for value, tags in sets.items()}
+    chosen = {
+        value: t[
+            t.apply(lambda r, tags=tags: tags.get(r["method"]) == r["method_tag"], axis=1) & (t["n_seeds"] >= seeds)
+        ]
+        for value, tags in sets.items()
+    }
     full = [a for a in panel if all((g["arch"] == a).sum() == len(METHODS) for g in chosen.values())]
     rows = []
     for value, g in chosen.items():
         g = g[g["arch"].isin(full)]
-        row = {"option": key, "value": value, "cells": len(full), "runs_of": ", ".join(sets[value][m] for m in METHODS),
-               "agree_val": int(g["val_agree"].sum()), "agree_test": int(g["test_agree"].sum()), "of": len(g),
-               "mean_abs_diff_val": float(g["val_diff"].abs().mean()) if len(g) else math.nan,
-               "mean_abs_diff_test": float(g["test_diff"].abs().mean()) if len(g) else math.nan}
+        row = {
+            "option": key,
+            "value": value,
+            "cells": len(full),
+            "runs_of": ", ".join(sets[value][m] for m in METHODS),
+            "agree_val": int(g["val_agree"].sum()),
+            "agree_test": int(g["test_agree"].sum()),
+            "of": len(g),
+            "mean_abs_diff_val": float(g["val_diff"].abs().mean()) if len(g) else math.nan,
+            "mean_abs_diff_test": float(g["test_diff"].abs().mean()) if len(g) else math.nan,
+        }
         for method in METHODS:
             m = g[g["method"] == method]
-            row[f"off_{method}"] = float((m["val_diff"].abs().mean() + m["test_diff"].abs().mean()) / 2) if len(m) else math.nan
+            row[f"off_{method}"] = (
+                float((m["val_diff"].abs().mean() + m["test_diff"].abs().mean()) / 2) if len(m) else math.nan
+            )
         row["off"] = (row["mean_abs_diff_val"] + row["mean_abs_diff_test"]) / 2
         rows.append(row)
     return pd.DataFrame(rows)

@@ -36,8 +36,12 @@ LOSS = 0.005  # half a point: the largest loss SWAT calls "almost zero" is 0.57%
 CLAIMS = (
     ("SWAT", "up to 70% sparsity with almost zero accuracy loss (section 4)", ("swat", "saw"), "accuracy"),
     ("SWAT", "at 80% sparsity a loss under 1.8% (SAW) and 2.5% (SWAT) (section 4)", ("swat_80", "saw_80"), "accuracy"),
-    ("meProp variants", "k a few percent of the width keeps accuracy (Fig. 4: 0.0225-0.034)",
-     ("topk_fraction", "topk_fraction_0225"), "accuracy"),
+    (
+        "meProp variants",
+        "k a few percent of the width keeps accuracy (Fig. 4: 0.0225-0.034)",
+        ("topk_fraction", "topk_fraction_0225"),
+        "accuracy",
+    ),
     ("VR-PGE", "the sub-network's products cost about rho^2 of the dense ones (C.1)", ("vrpge", "vrpge_25"), "cost"),
 )
 
@@ -50,11 +54,17 @@ def source_of(rule: str) -> str:
 def _panel_runs(runs: pd.DataFrame, tags: dict[str, str]) -> pd.DataFrame:
     if runs.empty:
         return runs
-    done = runs[(runs["status"] == "completed") & (runs["dataset"] == "fashion_mnist") & runs["arch"].isin(PANEL)
-                & (runs["seed"] < PANEL_SEEDS) & runs["method_tag"].isin(tags.values())]
+    done = runs[
+        (runs["status"] == "completed")
+        & (runs["dataset"] == "fashion_mnist")
+        & runs["arch"].isin(PANEL)
+        & (runs["seed"] < PANEL_SEEDS)
+        & runs["method_tag"].isin(tags.values())
+    ]
     name = {tag: method for method, tag in tags.items()}
-    return done.assign(name=done["method_tag"].map(name),
-                       step_ms=1e3 * done["backward_s"].astype(float) / done["steps"].astype(float))
+    return done.assign(
+        name=done["method_tag"].map(name), step_ms=1e3 * done["backward_s"].astype(float) / done["steps"].astype(float)
+    )
 
 
 def cell_table(runs: pd.DataFrame, rules: ThesisGrid) -> pd.DataFrame:
@@ -63,12 +73,37 @@ def cell_table(runs: pd.DataFrame, rules: ThesisGrid) -> pd.DataFrame:
     rows = []
     for (arch, name), g in done.groupby(["arch", "name"], sort=False):
         mean, lo, hi, n = mean_ci(g["test_acc"])
-        rows.append({"arch": arch, "name": name, "method_tag": rules.tags[name], "rule": rules.specs[name].rule,
-                     "n_seeds": n, "test_mean": mean, "test_lo": lo, "test_hi": hi,
-                     "step_ms": g["step_ms"].median(), "flop_ratio": g["flop_ratio"].astype(float).mean(),
-                     "cpus": " / ".join(sorted({str(c) for c in g["cpu"].dropna()}))})
-    table = pd.DataFrame(rows, columns=["arch", "name", "method_tag", "rule", "n_seeds", "test_mean", "test_lo",
-                                        "test_hi", "step_ms", "flop_ratio", "cpus"])
+        rows.append(
+            {
+                "arch": arch,
+                "name": name,
+                "method_tag": rules.tags[name],
+                "rule": rules.specs[name].rule,
+                "n_seeds": n,
+                "test_mean": mean,
+                "test_lo": lo,
+                "test_hi": hi,
+                "step_ms": g["step_ms"].median(),
+                "flop_ratio": g["flop_ratio"].astype(float).mean(),
+                "cpus": " / ".join(sorted({str(c) for c in g["cpu"].dropna()})),
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "arch",
+            "name",
+            "method_tag",
+            "rule",
+            "n_seeds",
+            "test_mean",
+            "test_lo",
+            "test_hi",
+            "step_ms",
+            "flop_ratio",
+            "cpus",
+        ],
+    )
     base = table[table["name"] == BASELINE].set_index("arch")["step_ms"]
     table["time_ratio"] = table["step_ms"] / table["arch"].map(base)
     table["on_time_front"] = False
@@ -78,8 +113,9 @@ def cell_table(runs: pd.DataFrame, rules: ThesisGrid) -> pd.DataFrame:
         table.loc[idx, "on_time_front"] = front(cell, "time_ratio", "test_mean")
         table.loc[idx, "on_flop_front"] = front(cell, "flop_ratio", "test_mean")
     order = {a: i for i, a in enumerate(PANEL)}
-    return table.sort_values(["arch", "test_mean"], key=lambda c: c.map(order) if c.name == "arch" else -c,
-                             ignore_index=True)
+    return table.sort_values(
+        ["arch", "test_mean"], key=lambda c: c.map(order) if c.name == "arch" else -c, ignore_index=True
+    )
 
 
 def front(frame: pd.DataFrame, cost: str, value: str) -> pd.Series:
@@ -112,13 +148,39 @@ def panel_table(runs: pd.DataFrame, rules: ThesisGrid) -> pd.DataFrame:
         per_seed = g.groupby("seed")["test_acc"].mean()  # each seed's mean over the six cells
         mean, lo, hi, n = mean_ci(per_seed)
         c = cells[cells["name"] == name]
-        rows.append({"name": name, "method_tag": rules.tags[name], "rule": rules.specs[name].rule,
-                     "source": source_of(rules.specs[name].rule), "thesis_method": name in METHODS,
-                     "test_mean": mean, "test_lo": lo, "test_hi": hi, "n_seeds": n,
-                     "time_ratio": _geomean(c["time_ratio"]), "flop_ratio": _geomean(c["flop_ratio"]),
-                     "step_ms": c["step_ms"].mean()})
-    table = pd.DataFrame(rows, columns=["name", "method_tag", "rule", "source", "thesis_method", "test_mean", "test_lo",
-                                        "test_hi", "n_seeds", "time_ratio", "flop_ratio", "step_ms"])
+        rows.append(
+            {
+                "name": name,
+                "method_tag": rules.tags[name],
+                "rule": rules.specs[name].rule,
+                "source": source_of(rules.specs[name].rule),
+                "thesis_method": name in METHODS,
+                "test_mean": mean,
+                "test_lo": lo,
+                "test_hi": hi,
+                "n_seeds": n,
+                "time_ratio": _geomean(c["time_ratio"]),
+                "flop_ratio": _geomean(c["flop_ratio"]),
+                "step_ms": c["step_ms"].mean(),
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "name",
+            "method_tag",
+            "rule",
+            "source",
+            "thesis_method",
+            "test_mean",
+            "test_lo",
+            "test_hi",
+            "n_seeds",
+            "time_ratio",
+            "flop_ratio",
+            "step_ms",
+        ],
+    )
     if table.empty:
         return table.assign(gap_to_dropout=[], on_time_front=[], on_flop_front=[])
     base = table.loc[table["name"] == BASELINE, "test_mean"]
@@ -140,11 +202,21 @@ def claims_table(panel: pd.DataFrame) -> pd.DataFrame:
                 continue
             r = have.loc[name]
             holds = r["gap_to_dropout"] >= -LOSS if kind == "accuracy" else r["time_ratio"] < 1.0
-            rows.append({"source": source, "claim": claim, "method": name, "tag": r["method_tag"],
-                         "gap_to_dropout_pts": 100 * r["gap_to_dropout"], "time_ratio": r["time_ratio"],
-                         "flop_ratio": r["flop_ratio"], "verdict": "holds" if holds else "fails"})
-    return pd.DataFrame(rows, columns=["source", "claim", "method", "tag", "gap_to_dropout_pts", "time_ratio",
-                                       "flop_ratio", "verdict"])
+            rows.append(
+                {
+                    "source": source,
+                    "claim": claim,
+                    "method": name,
+                    "tag": r["method_tag"],
+                    "gap_to_dropout_pts": 100 * r["gap_to_dropout"],
+                    "time_ratio": r["time_ratio"],
+                    "flop_ratio": r["flop_ratio"],
+                    "verdict": "holds" if holds else "fails",
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["source", "claim", "method", "tag", "gap_to_dropout_pts", "time_ratio", "flop_ratio", "verdict"]
+    )
 
 
 def coverage(runs: pd.DataFrame, rules: ThesisGrid) -> tuple[int, int]:

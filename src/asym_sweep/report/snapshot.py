@@ -16,8 +16,17 @@ import plotly.graph_objects as go
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # Chromium's connections fail on a closed network; these keep it from trying.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--virtual-time-budget=10000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=10000",
+)
 
 
 def browser() -> str | None:
@@ -32,11 +41,24 @@ def write_png(fig: go.Figure, path: Path, width: int = 1200, height: int | None 
     height = height or int(fig.layout.height or 500)
     with tempfile.TemporaryDirectory(prefix="asym-snapshot-") as tmp:
         page = Path(tmp) / "figure.html"
-        page.write_text(fig.to_html(full_html=True, include_plotlyjs=True, config={"displayModeBar": False},
-                                    default_width=f"{width}px", default_height=f"{height}px"))
+        page.write_text(
+            fig.to_html(
+                full_html=True,
+                include_plotlyjs=True,
+                config={"displayModeBar": False},
+                default_width=f"{width}px",
+                default_height=f"{height}px",
+            )
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [chrome, *FLAGS, f"--user-data-dir={tmp}/profile", f"--window-size={width},{height}",
-               f"--screenshot={path.resolve()}", page.as_uri()]
+        cmd = [
+            chrome,
+            *FLAGS,
+            f"--user-data-dir={tmp}/profile",
+            f"--window-size={width},{height}",
+            f"--screenshot={path.resolve()}",
+            page.as_uri(),
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as err:

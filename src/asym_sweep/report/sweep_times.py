@@ -18,8 +18,14 @@ import pandas as pd
 
 from asym_sweep.timing_records import TimingRecord, ratio_table, read_records
 
-COLUMNS = {"backward_ms": "sweep_backward_ms", "select_ms": "sweep_select_ms", "ratio": "sweep_ratio",
-           "ratio_min": "sweep_ratio_min", "ratio_max": "sweep_ratio_max", "flop_ratio": "sweep_flop_ratio"}
+COLUMNS = {
+    "backward_ms": "sweep_backward_ms",
+    "select_ms": "sweep_select_ms",
+    "ratio": "sweep_ratio",
+    "ratio_min": "sweep_ratio_min",
+    "ratio_max": "sweep_ratio_max",
+    "flop_ratio": "sweep_flop_ratio",
+}
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,11 @@ def dataset_of(record: TimingRecord) -> str:
 def describe(record: TimingRecord) -> str:
     m = record.machine
     commit = (m.get("git_commit") or "unrecorded")[:10] + (" (uncommitted changes)" if m.get("git_dirty") else "")
-    return (f"{m.get('host')} ({m.get('cpu')}), {m.get('threads')} thread(s), {record.started_at[:16].replace('T', ' ')} UTC, "
-            f"revision {commit}, {record.plan.get('rounds')} rounds x {record.plan.get('steps')} steps")
+    return (
+        f"{m.get('host')} ({m.get('cpu')}), {m.get('threads')} thread(s), {record.started_at[:16].replace('T', ' ')} "
+        "UTC, "
+        f"revision {commit}, {record.plan.get('rounds')} rounds x {record.plan.get('steps')} steps"
+    )
 
 
 def frame(record: TimingRecord) -> pd.DataFrame:

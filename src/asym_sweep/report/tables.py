@@ -69,18 +69,20 @@ def accuracy_table(rows: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     """Rows of `thesis.accuracy_comparison` for one (dataset, arch) -> display table."""
     out = []
     for tag, r, n in _by_method(rows, grid):
-        out.append({
-            "Method": grid.label(tag),
-            "Validation (ours)": fmt_ci(r["val_acc_mean"], r["val_acc_lo"], r["val_acc_hi"], n),
-            "Validation (thesis)": fmt_ci(r["thesis_val"], r["thesis_val_lo"], r["thesis_val_hi"]),
-            "Δ val": fmt_num(r["val_diff"], signed=True),
-            "thesis in CI (val)": fmt_inside(r["val_thesis_inside"]),
-            "Test (ours)": fmt_ci(r["test_acc_mean"], r["test_acc_lo"], r["test_acc_hi"], n),
-            "Test (thesis)": fmt_ci(r["thesis_test"], r["thesis_test_lo"], r["thesis_test_hi"]),
-            "Δ test": fmt_num(r["test_diff"], signed=True),
-            "thesis in CI (test)": fmt_inside(r["test_thesis_inside"]),
-            "Seeds": _seeds(n, int(r["n_failed"])),
-        })
+        out.append(
+            {
+                "Method": grid.label(tag),
+                "Validation (ours)": fmt_ci(r["val_acc_mean"], r["val_acc_lo"], r["val_acc_hi"], n),
+                "Validation (thesis)": fmt_ci(r["thesis_val"], r["thesis_val_lo"], r["thesis_val_hi"]),
+                "Δ val": fmt_num(r["val_diff"], signed=True),
+                "thesis in CI (val)": fmt_inside(r["val_thesis_inside"]),
+                "Test (ours)": fmt_ci(r["test_acc_mean"], r["test_acc_lo"], r["test_acc_hi"], n),
+                "Test (thesis)": fmt_ci(r["thesis_test"], r["thesis_test_lo"], r["thesis_test_hi"]),
+                "Δ test": fmt_num(r["test_diff"], signed=True),
+                "thesis in CI (test)": fmt_inside(r["test_thesis_inside"]),
+                "Seeds": _seeds(n, int(r["n_failed"])),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -88,25 +90,30 @@ def time_table(rows: pd.DataFrame, grid: ThesisGrid) -> pd.DataFrame:
     """Rows of `thesis.time_comparison` for one (dataset, arch) -> display table."""
     out = []
     for tag, r, n in _by_method(rows, grid):
-        out.append({
-            "Method": grid.label(tag),
-            "Timing sweep: backward ms/step": fmt_num(r.get("sweep_backward_ms"), 3),
-            "Sweep ratio to dropout (min–max over rounds)": fmt_range(r.get("sweep_ratio"), r.get("sweep_ratio_min"),
-                                                                     r.get("sweep_ratio_max"), 2, digits=3),
-            "Backward s (ours): mean (min–max)": fmt_range(r["backward_s_mean"], r["backward_s_min"], r["backward_s_max"], n),
-            "Ratio to dropout (ours)": fmt_num(r["backward_ratio"], 3, missing=MISSING if n == 0 else NONE),
-            "Ratio taken to": (r.get("time_baseline") or NONE) if n else NONE,
-            "Time (thesis)": fmt_num(r["thesis_time"], 2),
-            "Ratio to dropout (thesis)": fmt_num(r["thesis_ratio"], 3),
-            "Δ ratio": fmt_num(r["ratio_diff"], 3, signed=True),
-            "Selection s": fmt_num(r["select_s_mean"], 2, missing=MISSING if n == 0 else NONE),
-            "Product s": fmt_num(r["product_s_mean"], 2, missing=MISSING if n == 0 else NONE),
-            "Selection share": fmt_num(r["select_share"], 3, missing=MISSING if n == 0 else NONE),
-            "FLOP ratio": fmt_num(r["flop_ratio_mean"], 4, missing=MISSING if n == 0 else NONE),
-            "Seeds": str(n),
-            "Threads x jobs": f"{r['timing_threads'] or '?'} x {r['timing_jobs'] or '?'}" if n else NONE,
-            "Timing caveats": (r["timing_note"] or "none") if n else NONE,
-        })
+        out.append(
+            {
+                "Method": grid.label(tag),
+                "Timing sweep: backward ms/step": fmt_num(r.get("sweep_backward_ms"), 3),
+                "Sweep ratio to dropout (min–max over rounds)": fmt_range(
+                    r.get("sweep_ratio"), r.get("sweep_ratio_min"), r.get("sweep_ratio_max"), 2, digits=3
+                ),
+                "Backward s (ours): mean (min–max)": fmt_range(
+                    r["backward_s_mean"], r["backward_s_min"], r["backward_s_max"], n
+                ),
+                "Ratio to dropout (ours)": fmt_num(r["backward_ratio"], 3, missing=MISSING if n == 0 else NONE),
+                "Ratio taken to": (r.get("time_baseline") or NONE) if n else NONE,
+                "Time (thesis)": fmt_num(r["thesis_time"], 2),
+                "Ratio to dropout (thesis)": fmt_num(r["thesis_ratio"], 3),
+                "Δ ratio": fmt_num(r["ratio_diff"], 3, signed=True),
+                "Selection s": fmt_num(r["select_s_mean"], 2, missing=MISSING if n == 0 else NONE),
+                "Product s": fmt_num(r["product_s_mean"], 2, missing=MISSING if n == 0 else NONE),
+                "Selection share": fmt_num(r["select_share"], 3, missing=MISSING if n == 0 else NONE),
+                "FLOP ratio": fmt_num(r["flop_ratio_mean"], 4, missing=MISSING if n == 0 else NONE),
+                "Seeds": str(n),
+                "Threads x jobs": f"{r['timing_threads'] or '?'} x {r['timing_jobs'] or '?'}" if n else NONE,
+                "Timing caveats": (r["timing_note"] or "none") if n else NONE,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -119,8 +126,20 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "Δ": r"$\Delta$", "—": "---"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "Δ": r"$\Delta$",
+    "—": "---",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -157,6 +176,8 @@ def write_all_formats(table: pd.DataFrame, stem: Path, title: str) -> list[Path]
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".md"), stem.with_suffix(".html"), stem.with_suffix(".tex")]
     paths[0].write_text(to_markdown(table, title))
-    paths[1].write_text(f"<!doctype html><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n{to_html(table, title)}")
+    paths[1].write_text(
+        f'<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>\n{to_html(table, title)}'
+    )
     paths[2].write_text(to_latex(table, title, f"tab:{stem.name}"))
     return paths

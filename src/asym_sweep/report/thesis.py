@@ -58,29 +58,64 @@ def _inside(value: float, lo: float, hi: float) -> object:
 
 def accuracy_comparison(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Every (dataset, arch, method tag) in our summary or the thesis' accuracy tables."""
-    ref = reference[reference["kind"] == "accuracy"][[*KEYS, "table", "val", "val_lo", "val_hi", "test", "test_lo", "test_hi", "note"]]
+    ref = reference[reference["kind"] == "accuracy"][
+        [*KEYS, "table", "val", "val_lo", "val_hi", "test", "test_lo", "test_hi", "note"]
+    ]
     ref = ref.rename(columns={c: f"thesis_{c}" for c in ("val", "val_lo", "val_hi", "test", "test_lo", "test_hi")})
-    ours = summary[[*KEYS, "n_seeds", "n_failed", "val_acc_mean", "val_acc_lo", "val_acc_hi", "test_acc_mean", "test_acc_lo", "test_acc_hi"]]
+    ours = summary[
+        [
+            *KEYS,
+            "n_seeds",
+            "n_failed",
+            "val_acc_mean",
+            "val_acc_lo",
+            "val_acc_hi",
+            "test_acc_mean",
+            "test_acc_lo",
+            "test_acc_hi",
+        ]
+    ]
     table = ours.merge(ref, on=KEYS, how="outer")
     table["n_seeds"] = table["n_seeds"].fillna(0).astype(int)
     table["n_failed"] = table["n_failed"].fillna(0).astype(int)
     for split in ("val", "test"):
         table[f"{split}_diff"] = table[f"{split}_acc_mean"] - table[f"thesis_{split}"]
         table[f"{split}_thesis_inside"] = [
-            _inside(v, lo, hi) for v, lo, hi in zip(table[f"thesis_{split}"], table[f"{split}_acc_lo"], table[f"{split}_acc_hi"])
+            _inside(v, lo, hi)
+            for v, lo, hi in zip(table[f"thesis_{split}"], table[f"{split}_acc_lo"], table[f"{split}_acc_hi"])
         ]
     return table.sort_values(KEYS, ignore_index=True)
 
 
-def time_comparison(summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid,
-                    sweep: pd.DataFrame | None = None) -> pd.DataFrame:
+def time_comparison(
+    summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, sweep: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Our backward seconds and ratio to dropout beside the thesis' time and its ratio to its dropout; with
     ``sweep`` (`report.sweep_times.frame`), the timing sweep's backward ms per step and ratio beside them."""
-    ref = reference[reference["kind"] == "time"][[*KEYS, "table", "backward_time"]].rename(columns={"backward_time": "thesis_time"})
+    ref = reference[reference["kind"] == "time"][[*KEYS, "table", "backward_time"]].rename(
+        columns={"backward_time": "thesis_time"}
+    )
     base = ref[ref["method_tag"] == grid.baseline_tag].set_index(["dataset", "arch"])["thesis_time"]
-    ref = ref.assign(thesis_ratio=ref["thesis_time"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(ref[["dataset", "arch"]])).to_numpy())
-    cols = [*KEYS, "n_seeds", "backward_s_mean", "backward_s_min", "backward_s_max", "backward_ratio", "select_s_mean",
-            "product_s_mean", "select_share", "flop_ratio_mean", "timing_threads", "timing_jobs", "timing_note", "time_baseline"]
+    ref = ref.assign(
+        thesis_ratio=ref["thesis_time"].to_numpy()
+        / base.reindex(pd.MultiIndex.from_frame(ref[["dataset", "arch"]])).to_numpy()
+    )
+    cols = [
+        *KEYS,
+        "n_seeds",
+        "backward_s_mean",
+        "backward_s_min",
+        "backward_s_max",
+        "backward_ratio",
+        "select_s_mean",
+        "product_s_mean",
+        "select_share",
+        "flop_ratio_mean",
+        "timing_threads",
+        "timing_jobs",
+        "timing_note",
+        "time_baseline",
+    ]
     table = summary[cols].merge(ref, on=KEYS, how="outer")
     table["n_seeds"] = table["n_seeds"].fillna(0).astype(int)
     if sweep is not None and len(sweep):
@@ -101,10 +136,13 @@ def _best_counts(values: pd.DataFrame, metric: str, tags: list[str]) -> tuple[pd
     return best, worst, len(wide)
 
 
-def best_method_summary(summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid,
-                        dataset: str = "fashion_mnist") -> pd.DataFrame:
+def best_method_summary(
+    summary: pd.DataFrame, reference: pd.DataFrame, grid: ThesisGrid, dataset: str = "fashion_mnist"
+) -> pd.DataFrame:
     """The thesis' claim (best in 60/28/12 %, complete worst) checked on our data and on its own tables."""
-    ours = summary[(summary["dataset"] == dataset) & (summary["n_seeds"] > 0)].rename(columns={f"{BEST_METRIC}_mean": "metric"})
+    ours = summary[(summary["dataset"] == dataset) & (summary["n_seeds"] > 0)].rename(
+        columns={f"{BEST_METRIC}_mean": "metric"}
+    )
     thesis = reference[(reference["dataset"] == dataset) & (reference["kind"] == "accuracy")].rename(
         columns={BEST_METRIC.removesuffix("_acc"): "metric"}
     )
@@ -113,14 +151,19 @@ def best_method_summary(summary: pd.DataFrame, reference: pd.DataFrame, grid: Th
     tb, tw, tn = _best_counts(thesis, "metric", tags)
     rows = []
     for tag in tags:
-        rows.append({
-            "method_tag": tag,
-            "ours_best": int(ob[tag]), "ours_best_pct": 100 * ob[tag] / on if on else math.nan,
-            "ours_worst": int(ow[tag]),
-            "thesis_best": int(tb[tag]), "thesis_best_pct": 100 * tb[tag] / tn if tn else math.nan,
-            "thesis_worst": int(tw[tag]),
-            "ours_archs": on, "thesis_archs": tn,
-        })
+        rows.append(
+            {
+                "method_tag": tag,
+                "ours_best": int(ob[tag]),
+                "ours_best_pct": 100 * ob[tag] / on if on else math.nan,
+                "ours_worst": int(ow[tag]),
+                "thesis_best": int(tb[tag]),
+                "thesis_best_pct": 100 * tb[tag] / tn if tn else math.nan,
+                "thesis_worst": int(tw[tag]),
+                "ours_archs": on,
+                "thesis_archs": tn,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -132,16 +175,26 @@ def time_reduction_summary(times: pd.DataFrame) -> pd.DataFrame:
         ours = g["backward_ratio"].dropna()
         both = g.dropna(subset=["backward_ratio", "thesis_ratio"])
         sweep = g["sweep_ratio"].dropna()
-        rows.append({
-            "dataset": dataset, "method_tag": tag, "archs": len(ours),
-            "sweep_archs": len(sweep), "sweep_ratio_mean": sweep.mean(), "sweep_ratio_min": sweep.min(), "sweep_ratio_max": sweep.max(),
-            "sweep_flop_ratio_mean": g["sweep_flop_ratio"].mean(),
-            "ratio_mean": ours.mean(), "ratio_min": ours.min(), "ratio_max": ours.max(),
-            "thesis_ratio_mean": g["thesis_ratio"].mean(),
-            "archs_both": len(both),
-            "ours_on_shared": both["backward_ratio"].mean(), "thesis_on_shared": both["thesis_ratio"].mean(),
-            "flop_ratio_mean": g["flop_ratio_mean"].mean(),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "method_tag": tag,
+                "archs": len(ours),
+                "sweep_archs": len(sweep),
+                "sweep_ratio_mean": sweep.mean(),
+                "sweep_ratio_min": sweep.min(),
+                "sweep_ratio_max": sweep.max(),
+                "sweep_flop_ratio_mean": g["sweep_flop_ratio"].mean(),
+                "ratio_mean": ours.mean(),
+                "ratio_min": ours.min(),
+                "ratio_max": ours.max(),
+                "thesis_ratio_mean": g["thesis_ratio"].mean(),
+                "archs_both": len(both),
+                "ours_on_shared": both["backward_ratio"].mean(),
+                "thesis_on_shared": both["thesis_ratio"].mean(),
+                "flop_ratio_mean": g["flop_ratio_mean"].mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -163,9 +216,19 @@ def time_table_pattern(reference: pd.DataFrame, grid: ThesisGrid, dataset: str =
         k = spec.params.get("k", spec.params.get("k1"))
         counts = ratios[method].value_counts()
         share = (k / widths).clip(upper=1.0) if isinstance(k, int) else pd.Series(math.nan, index=wide.index)
-        rows.append({"method": method, "archs": int(ratios[method].notna().sum()), "most_common_ratio": float(counts.index[0]),
-                     "archs_at_it": int(counts.iloc[0]), "ratio_min": float(ratios[method].min()), "ratio_max": float(ratios[method].max()),
-                     "kept_share_min": float(share.min()), "kept_share_max": float(share.max()), "dropout_line_r2_min": math.nan})
+        rows.append(
+            {
+                "method": method,
+                "archs": int(ratios[method].notna().sum()),
+                "most_common_ratio": float(counts.index[0]),
+                "archs_at_it": int(counts.iloc[0]),
+                "ratio_min": float(ratios[method].min()),
+                "ratio_max": float(ratios[method].max()),
+                "kept_share_min": float(share.min()),
+                "kept_share_max": float(share.max()),
+                "dropout_line_r2_min": math.nan,
+            }
+        )
     r2, growth = [], []
     depths = pd.Series([int(a[1:].split("-")[0]) for a in wide.index], index=wide.index)
     for depth in sorted(set(depths)):
@@ -178,9 +241,17 @@ def time_table_pattern(reference: pd.DataFrame, grid: ThesisGrid, dataset: str =
         lo, hi = f"l{depth}-{widths[at].min()}", f"l{depth}-{widths[at].max()}"
         growth.append((depth, wide.loc[hi, "dropout"] / wide.loc[lo, "dropout"], _dense_madds(hi) / _dense_madds(lo)))
     deepest = max(growth) if growth else (math.nan, math.nan, math.nan)
-    rows.append({"method": "dropout", "archs": int(wide["dropout"].notna().sum()), "dropout_line_r2_min": min(r2) if r2 else math.nan,
-                 "deepest": deepest[0], "time_growth": deepest[1], "madds_growth": deepest[2],
-                 "widths": f"{widths.min()}-{widths.max()}"})
+    rows.append(
+        {
+            "method": "dropout",
+            "archs": int(wide["dropout"].notna().sum()),
+            "dropout_line_r2_min": min(r2) if r2 else math.nan,
+            "deepest": deepest[0],
+            "time_growth": deepest[1],
+            "madds_growth": deepest[2],
+            "widths": f"{widths.min()}-{widths.max()}",
+        }
+    )
     return pd.DataFrame(rows)
 
 

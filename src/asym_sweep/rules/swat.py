@@ -44,7 +44,16 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from asym_sweep.backward import BackwardRule, LinearGrads, Needs, check_int, check_real, dense_grads, register_rule, timed
+from asym_sweep.backward import (
+    BackwardRule,
+    LinearGrads,
+    Needs,
+    check_int,
+    check_real,
+    dense_grads,
+    register_rule,
+    timed,
+)
 from asym_sweep.selection import keep_count, threshold, topk_rows, topk_whole
 from asym_sweep.timing import Stopwatch
 
@@ -60,8 +69,15 @@ class _SparseWeightsActivations(BackwardRule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_real("sparsity", self.sparsity, 0.0, 1.0, low_closed=True, high_closed=False,
-                   why=" (the share of entries set to zero)")
+        check_real(
+            "sparsity",
+            self.sparsity,
+            0.0,
+            1.0,
+            low_closed=True,
+            high_closed=False,
+            why=" (the share of entries set to zero)",
+        )
         check_int("period", self.period)
         if self.period > 1 and self.scope != "batch":
             raise ValueError("threshold reuse (period > 1) needs scope=batch: a per-example threshold cannot be reused")

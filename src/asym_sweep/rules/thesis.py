@@ -217,7 +217,9 @@ class Complete(OneK):
         if self.neurons == "rows":
             return batch * k_out * k_in * (2 if input_grad else 1)
         k_union = min(2 * self.k, n_out)  # at most: the union of two k-sets
-        return batch * k_union * k_in + (batch * k_union * (k_in if self.neurons == "union_params" else n_in) if input_grad else 0)
+        return batch * k_union * k_in + (
+            batch * k_union * (k_in if self.neurons == "union_params" else n_in) if input_grad else 0
+        )
 
     def keeps_everything(self, n_in: int, n_out: int) -> bool:
         return self.k >= n_out and self.k >= n_in

@@ -325,4 +325,3 @@ class MaskProcedure(Procedure):
         self.s_optimizer.load_state_dict(state["s_optimizer"])
         self.generator.set_state(state["generator"])
         self.frozen = None if state["frozen"] is None else [k.to(self.s.device) for k in state["frozen"]]
-
