@@ -39,10 +39,10 @@ from asym_sweep import native
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.data import DataError, load_splits
 from asym_sweep.dropout import helper_masks_agree
+from asym_sweep.engine.procedure import Procedure, make_procedure
 from asym_sweep.grid import method_from_conf
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
-from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.sparse import LinearGrads, Needs, TopK
 from asym_sweep.timing import Timers, device_sync
 from asym_sweep.train import make_adam

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asym_sweep import fused
 from asym_sweep.allocator import keep_freed_memory
+from asym_sweep.engine import fused
 from asym_sweep.model import MLP, parse_arch
 from asym_sweep.sparse import make_rule
 

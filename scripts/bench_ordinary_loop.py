@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from asym_sweep.model import MLP, parse_arch
 from asym_sweep.sparse import make_rule, sparse_linear
 
-
 PHASES = ("forward", "backward", "optimizer", "step")
 
 

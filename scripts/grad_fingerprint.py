@@ -84,9 +84,9 @@ def functional(rule_name: str, params: dict, scope: str) -> dict[str, str | None
 
 
 def training(method: dict, scope: str) -> dict[str, str | None]:
+    from asym_sweep.engine.procedure import make_procedure
     from asym_sweep.methods import MethodConfig
     from asym_sweep.model import build_mlp, parse_arch
-    from asym_sweep.procedure import make_procedure
     from asym_sweep.timing import Timers
     from asym_sweep.train import make_adam
 

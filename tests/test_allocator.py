@@ -23,7 +23,7 @@ import resource, sys, torch
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
-from asym_sweep.procedure import make_procedure
+from asym_sweep.engine.procedure import make_procedure
 from asym_sweep.timing import Timers
 from asym_sweep.train import make_adam
 applied = keep_freed_memory() if sys.argv[1] == "kept" else None

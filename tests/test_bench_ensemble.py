@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-
 from helpers import load_script
 
 

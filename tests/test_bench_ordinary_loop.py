@@ -8,10 +8,10 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import load_script
 
 from asym_sweep.model import MLP, parse_arch
 from asym_sweep.sparse import make_rule
-from helpers import load_script
 
 
 def test_ordinary_loop_prints_a_row_per_model(capsys):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers import load_script
 
 from asym_sweep import native
-from helpers import load_script
 
 
 def test_prints_a_ratio_for_every_input_and_thread_count(capsys):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import compose_config
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -14,7 +15,6 @@ from asym_sweep.config import (
     with_defaults,
 )
 from asym_sweep.records import run_dir
-from helpers import compose_config
 
 
 def test_default_config_is_the_thesis_setup():

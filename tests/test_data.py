@@ -5,10 +5,10 @@ import gzip
 
 import pytest
 import torch
+from conftest import make_idx_dataset
 
 from asym_sweep import data
 from asym_sweep.data import DataError, load_splits, shuffled_batches
-from conftest import make_idx_dataset
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import load_script
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "grad_fingerprints.json"

@@ -1,4 +1,4 @@
-"""The fused backward (src/asym_sweep/fused.cpp) gives the pure-torch path's gradients bit for bit,
+"""The fused backward (src/asym_sweep/engine/fused.cpp) gives the pure-torch path's gradients bit for bit,
 on every rule that has one, through every way autograd asks for them."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asym_sweep import fused
-from asym_sweep.backward import RULES
+from asym_sweep.engine import fused
+from asym_sweep.engine.rule import RULES
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.sparse import make_rule
 from asym_sweep.timing import Stopwatch

@@ -6,12 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import compose_config, compose_with_hydra
+from omegaconf import OmegaConf
 
 from asym_sweep import grid, records
 from asym_sweep.config import CONF_DIR
-from omegaconf import OmegaConf
-
-from helpers import compose_config, compose_with_hydra
 
 
 @pytest.mark.parametrize("name", grid.METHODS)

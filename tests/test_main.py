@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-
+from conftest import make_idx_dataset
+from helpers import TINY, cli, small_overrides
 from omegaconf import OmegaConf
 
 from asym_sweep import records, runlock
 from asym_sweep.resources import choose_threads
-from conftest import make_idx_dataset
-from helpers import TINY, cli, small_overrides
 
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -61,6 +60,7 @@ def test_settings_that_change_numbers_get_their_own_folder(tiny_data, tmp_path):
 def test_the_reference_setup_keeps_the_plain_method_tag(tiny_data, tmp_path):
     """Runs made before settings were encoded (all at the reference setup) keep their folders."""
     from helpers import compose_config
+
     from asym_sweep.records import run_subdir
 
     cfg = compose_config(["method=topk", "arch=l2-128", "seed=3"])

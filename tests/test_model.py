@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asym_sweep.methods import MethodConfig
 from asym_sweep.grid import FASHION_ARCHS as THESIS_ARCHS
+from asym_sweep.methods import MethodConfig
 from asym_sweep.model import Arch, build_mlp, parse_arch
 from asym_sweep.sparse import Dense, TopK
 

@@ -8,10 +8,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import load_script
 
 from asym_sweep.model import MLP, build_mlp, parse_arch
 from asym_sweep.sparse import make_rule
-from helpers import load_script
 
 
 def model(method: str = "topk", **params) -> MLP:

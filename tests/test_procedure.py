@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from asym_sweep.engine.procedure import Madds, Procedure, make_procedure
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
-from asym_sweep.procedure import Madds, Procedure, make_procedure
 from asym_sweep.timing import Timers
 from asym_sweep.train import make_adam
 

@@ -4,9 +4,9 @@ runs where there are any and from measured steps otherwise, nothing trained."""
 from __future__ import annotations
 
 import pytest
+from helpers import TINY, cli, compose_config, small_overrides
 
 from asym_sweep import projection, records
-from helpers import TINY, cli, compose_config, small_overrides
 
 
 def test_job_overrides_are_the_sweepers_jobs_in_its_order():

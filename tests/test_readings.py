@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import compose_config
 
-from asym_sweep.autograd import apply_rule
 from asym_sweep.config import CONF_DIR, validate
 from asym_sweep.data import load_splits
+from asym_sweep.engine.autograd import apply_rule
 from asym_sweep.grid import PANEL, PANEL_SEEDS, readings
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
 from asym_sweep.records import run_tag
 from asym_sweep.rules import make_rule
-from helpers import compose_config
 
 
 def top_mask(v: torch.Tensor, k: int, scope: str) -> torch.Tensor:

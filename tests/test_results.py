@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 from omegaconf import OmegaConf
 
 from asym_sweep import grid, records
 from asym_sweep.config import identity
-from helpers import load_script
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

@@ -9,6 +9,8 @@ in every scope it accepts. The rule-specific references (independent masks in fl
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from asym_sweep.autograd import apply_rule
-from asym_sweep.backward import RULES, SCOPES
 from asym_sweep.config import CONF_DIR
+from asym_sweep.engine.autograd import apply_rule
+from asym_sweep.engine.rule import RULES, SCOPES
 from asym_sweep.grid import method_node
 from asym_sweep.rules import list_rules, make_rule
 
@@ -137,3 +139,38 @@ def test_a_rule_module_registers_its_rules_on_import():
     modules = {cls.__module__ for cls in RULES.values()}
     assert modules == {f"asym_sweep.rules.{m}" for m in ("thesis", "meprop", "swat", "vrpge")}
     assert Path(CONF_DIR / "method").is_dir()
+
+
+def test_the_readme_example_rule_registers_builds_and_computes(tmp_path):
+    # In its own process: registering it here would add a rule without a method file to the registry.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**Adding a rule**") :]
+    example = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    check = """
+import torch
+from asym_sweep.engine.autograd import apply_rule
+from asym_sweep.rules import make_rule
+
+x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+w = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+apply_rule(make_rule("relative_threshold", scope="sample", ratio=0.0), x, w, None).pow(2).sum().backward()
+dense = [t.grad.clone() for t in (x, w)]
+x.grad = w.grad = None
+torch.nn.functional.linear(x, w).pow(2).sum().backward()
+assert all(torch.allclose(a, t.grad) for a, t in zip(dense, (x, w))), "ratio 0 keeps everything: dense backprop"
+x.grad = w.grad = None
+y = apply_rule(make_rule("relative_threshold", scope="sample", ratio=1.0), x, w, None)
+y.pow(2).sum().backward()
+g = 2 * y.detach()
+kept = g * (g.abs() == g.abs().amax(1, keepdim=True))  # ratio 1: each example's largest only
+assert torch.allclose(w.grad, kept.t() @ x.detach()) and torch.allclose(x.grad, kept @ w.detach())
+try:
+    make_rule("relative_threshold", ratio=2.0)
+except ValueError as err:
+    print("refused:", err)
+"""
+    script = tmp_path / "example.py"
+    script.write_text(example + check)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: ratio must be in [0, 1], got 2.0" in done.stdout

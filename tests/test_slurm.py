@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import cli
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from helpers import compose_config, record_json
 from omegaconf import OmegaConf
 
 from asym_sweep import records, runlock, status
-from helpers import compose_config, record_json
 
 
 def write_result(runs, arch, tag, seed, overrides=(), state="completed", wall_s=1800.0, jobs=1):

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asym_sweep.sparse import make_rule, sparse_linear
 from asym_sweep.selection import keep_count as _keep_share
+from asym_sweep.sparse import make_rule, sparse_linear
 
 
 def keep_count(sparsity: float, n: int) -> int:

@@ -5,11 +5,11 @@ import platform
 
 import pytest
 import torch
+from helpers import compose_config, small_overrides
 
 from asym_sweep import dropout, native, provenance, records, resources, train
 from asym_sweep.config import CONF_DIR
 from asym_sweep.records import run_dir
-from helpers import compose_config, small_overrides
 
 
 def run_small(tiny_data, runs_root, **extra):

@@ -10,14 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asym_sweep.autograd import GradSink
+from asym_sweep.engine.autograd import GradSink
+from asym_sweep.engine.procedure import make_procedure
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import build_mlp, parse_arch
-from asym_sweep.procedure import make_procedure
-from asym_sweep.timing import Timers
-from asym_sweep.train import make_adam
 from asym_sweep.rules.vrpge import (
-    write_block_grads,
     MaskProcedure,
     blocks_forward,
     gather_blocks,
@@ -25,7 +22,10 @@ from asym_sweep.rules.vrpge import (
     project_capped_simplex,
     subnetwork_forward,
     subnetwork_madds,
+    write_block_grads,
 )
+from asym_sweep.timing import Timers
+from asym_sweep.train import make_adam
 
 # -- projection ----------------------------------------------------------------
 

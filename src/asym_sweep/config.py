@@ -17,8 +17,8 @@ import torch
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from asym_sweep import paths
-from asym_sweep.methods import MethodConfig
 from asym_sweep.data import SCALINGS
+from asym_sweep.methods import MethodConfig
 from asym_sweep.model import DROPOUT_AT, parse_arch
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"

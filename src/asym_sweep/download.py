@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from asym_sweep.data import DataError, DatasetInfo, dataset_info, find_files, not_found_message, candidate_dirs
+from asym_sweep.data import DataError, DatasetInfo, candidate_dirs, dataset_info, find_files, not_found_message
 
 
 def _found(info: DatasetInfo, root: str) -> Path | None:

@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from asym_sweep.backward import BackwardRule
+from asym_sweep.engine.rule import BackwardRule
 from asym_sweep.rules import make_rule
 
 

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asym_sweep.autograd import GradSink, apply_rule
-from asym_sweep.backward import BackwardRule, dense_backward_madds, dense_forward_madds
 from asym_sweep.dropout import dropout as apply_dropout
+from asym_sweep.engine.autograd import GradSink, apply_rule
+from asym_sweep.engine.gradients import dense_backward_madds, dense_forward_madds
+from asym_sweep.engine.rule import BackwardRule
 from asym_sweep.timing import Stopwatch
 
 N_INPUTS = 28 * 28
@@ -55,7 +56,7 @@ class SparseLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.rule = rule
-        # Set only where the input is non-negative by construction (backward.Needs): lets the
+        # Set only where the input is non-negative by construction (gradients.Needs): lets the
         # rules that rank the input (partial, complete, SWAT/SAW) skip its absolute value.
         self.nonnegative_input = nonnegative_input
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
@@ -101,7 +102,7 @@ class MLP(nn.Module):
     (``dropout_at="all"``) or only after the last one (``"last"``, `DROPOUT_AT`).
 
     Every layer after the first reads a ReLU output (scaled by dropout's 1/(1-p) at most),
-    so it is told its input is non-negative (`backward.Needs`); the first layer is told so
+    so it is told its input is non-negative (`gradients.Needs`); the first layer is told so
     only with ``nonnegative_pixels`` (the training data: pixels in [0, 1], ``data.py``).
     """
 

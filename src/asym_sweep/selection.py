@@ -3,7 +3,7 @@ formula for how many entries a share of a vector keeps.
 
 All rank by magnitude, sign ignored (thesis eq. 6.3: "the k largest element ... irrespective
 of the sign"). Where the caller knows a tensor has no negative entry (a ReLU output, pixels in
-[0, 1]; `backward.Needs.input_nonnegative`) it passes ``nonnegative=True`` and the ranking
+[0, 1]; `gradients.Needs.input_nonnegative`) it passes ``nonnegative=True`` and the ranking
 skips ``abs``: the same order and the same selected values, one elementwise pass fewer.
 """
 

@@ -5,10 +5,11 @@ follows a registered rule (thesis ch. 8: the forward uses every parameter, the b
 a top-k-selected subset). For a model, use ``model.SparseLinear`` layers instead: they reuse
 their gradient buffers and skip the per-call rule construction.
 
-Where things live: the rule interface, the registry and the gradient formulas in
-``backward.py``; the selection helpers in ``selection.py``; the autograd function and the
-gradient sink in ``autograd.py``; the rules themselves in ``rules/`` (one module per source).
-This module re-exports the names users import.
+Where things live: the rule interface and the registry in ``engine/rule.py``, the gradient
+formulas in ``engine/gradients.py``, the selection helpers in ``selection.py``, the autograd
+function and the gradient sink in ``engine/autograd.py``, the rules themselves in ``rules/``
+(one module per source; ``rules.make_rule`` builds one). This module re-exports the names users
+import.
 """
 
 from __future__ import annotations
@@ -17,21 +18,11 @@ from typing import Any
 
 from torch import Tensor
 
-from asym_sweep.autograd import GradSink, apply_rule
-from asym_sweep.backward import (
-    RULES,
-    SCOPES,
-    BackwardRule,
-    LinearGrads,
-    Needs,
-    OneK,
-    SelectedSensitivities,
-    dense_grads,
-    register_rule,
-    row_block_grads,
-    timed,
-)
+from asym_sweep.engine.autograd import GradSink, apply_rule
+from asym_sweep.engine.gradients import LinearGrads, Needs, dense_grads, row_block_grads
+from asym_sweep.engine.rule import RULES, SCOPES, BackwardRule, register_rule, timed
 from asym_sweep.rules import list_rules, make_rule
+from asym_sweep.rules.families import OneK, SelectedSensitivities
 from asym_sweep.rules.thesis import Complete, Dense, Partial, TopK
 from asym_sweep.selection import magnitude_keys, magnitudes, topk_columns, topk_rows
 

@@ -36,18 +36,18 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from asym_sweep import native, paths, provenance, resources
-from asym_sweep.launch import register_configs
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import CONF_DIR
 from asym_sweep.data import DataError, Splits, load_splits, shuffled_batches
 from asym_sweep.dropout import helper_masks_agree
+from asym_sweep.engine.procedure import Procedure
 from asym_sweep.grid import FASHION_ARCHS, METHODS
+from asym_sweep.launch import register_configs
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import parse_arch
-from asym_sweep.procedure import Procedure
 from asym_sweep.records import run_tag, write_json_atomic
-from asym_sweep.timing_records import Row, TimingRecord, ratio_table, render
 from asym_sweep.selection import native_ties_agree
+from asym_sweep.timing_records import Row, TimingRecord, ratio_table, render
 from asym_sweep.train import build_learner
 
 TIMED = ("forward", "backward", "select", "optimizer")  # the procedure's phases, ms per step
@@ -100,11 +100,11 @@ def machine_description(threads: int) -> dict[str, Any]:
 def _fused_built() -> bool | None:
     """Whether the engine takes the fused backward and it was built (None: an engine without one, as a
     run of this script against older code for a "before" table has)."""
-    from asym_sweep import autograd
+    from asym_sweep.engine import autograd
 
     if not hasattr(autograd, "_fused_backward"):
         return None
-    from asym_sweep import fused
+    from asym_sweep.engine import fused
 
     return fused.module() is not None
 

@@ -26,14 +26,15 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from asym_sweep import fused, native, provenance, records, resources
+from asym_sweep import native, provenance, records, resources
 from asym_sweep.allocator import keep_freed_memory
 from asym_sweep.config import identity
 from asym_sweep.data import Splits, load_splits, n_batches, shuffled_batches
 from asym_sweep.dropout import helper_masks_agree
+from asym_sweep.engine import fused
+from asym_sweep.engine.procedure import Procedure, make_procedure
 from asym_sweep.methods import MethodConfig
 from asym_sweep.model import MLP, Arch, build_mlp, parse_arch
-from asym_sweep.procedure import Procedure, make_procedure
 from asym_sweep.progress import RUN_LOGGER, RunProgress, progress_enabled
 from asym_sweep.selection import native_ties_agree
 from asym_sweep.timing import PHASES, Timers, device_sync
@@ -181,7 +182,7 @@ def build(cfg: DictConfig, run_dir: Path) -> Training:
     torch.manual_seed(cfg.seed + DROPOUT_SEED_OFFSET)
     shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)
     # With scaling "unit" load_splits yields pixels in [0, 1], so the first layer may rank its input without abs
-    # (backward.Needs); checked on the data rather than assumed, since a wrong promise would
+    # (gradients.Needs); checked on the data rather than assumed, since a wrong promise would
     # change what the rules select.
     pixels_nonnegative = len(splits.train_x) == 0 or bool(splits.train_x.min() >= 0)
     model, optimizer, timers, procedure = build_learner(cfg, spec, arch, device, pixels_nonnegative)

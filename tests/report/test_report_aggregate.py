@@ -89,8 +89,9 @@ def test_one_run_slowed_by_other_work_does_not_move_the_time_ratio(tmp_path: Pat
 def test_the_time_ratio_takes_the_baseline_timed_like_the_row(tmp_path: Path) -> None:
     """Dropout rerun with standardised inputs on another CPU: top-k's time ratio is taken to the
     [0, 1]-pixel dropout runs made beside it (the same operations), and says so."""
-    from asym_sweep.grid import load_grid
     from synthetic import write_run
+
+    from asym_sweep.grid import load_grid
 
     grid = load_grid()
     unit = grid.time_baselines[1]

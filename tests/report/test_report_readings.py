@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from synthetic import DROPOUT, PARTIAL, write_run, write_thesis_run
 
-from asym_sweep.grid import PANEL as PANEL_CELLS, load_grid
+from asym_sweep.grid import PANEL as PANEL_CELLS
+from asym_sweep.grid import load_grid
 from asym_sweep.report import readings as rd
 from asym_sweep.report import thesis as th
 from asym_sweep.report.aggregate import summarize

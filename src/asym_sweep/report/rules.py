@@ -22,7 +22,7 @@ import math
 
 import pandas as pd
 
-from asym_sweep.backward import RULES
+from asym_sweep.engine.rule import RULES
 from asym_sweep.grid import BASELINE, METHODS, PANEL, PANEL_SEEDS, ThesisGrid
 from asym_sweep.report.stats import mean_ci
 

@@ -39,17 +39,9 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor
 
-from asym_sweep.backward import (
-    BackwardRule,
-    OneK,
-    SelectedSensitivities,
-    check_k,
-    check_real,
-    dense_grads,
-    register_rule,
-    row_block_grads,
-    timed,
-)
+from asym_sweep.engine.gradients import dense_grads, row_block_grads
+from asym_sweep.engine.rule import BackwardRule, check_k, check_real, register_rule, timed
+from asym_sweep.rules.families import OneK, SelectedSensitivities
 from asym_sweep.selection import keep_count, topk_columns
 
 

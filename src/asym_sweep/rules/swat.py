@@ -44,16 +44,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from asym_sweep.backward import (
-    BackwardRule,
-    LinearGrads,
-    Needs,
-    check_int,
-    check_real,
-    dense_grads,
-    register_rule,
-    timed,
-)
+from asym_sweep.engine.gradients import LinearGrads, Needs, dense_grads
+from asym_sweep.engine.rule import BackwardRule, check_int, check_real, register_rule, timed
 from asym_sweep.selection import keep_count, threshold, topk_rows, topk_whole
 from asym_sweep.timing import Stopwatch
 
@@ -88,7 +80,7 @@ class _SparseWeightsActivations(BackwardRule):
 
     def sparsify(self, kind: str, v: Tensor, nonnegative: bool = False) -> Tensor:
         """``f_TOPK`` of a weight matrix or an activation batch, as this rule's scope says
-        (``nonnegative``: ``v`` is known to have no negative entry, see `backward.Needs`)."""
+        (``nonnegative``: ``v`` is known to have no negative entry, see `gradients.Needs`)."""
         if self.scope == "sample":
             # Per row: an example's activations, or an output neuron's incoming weights.
             keep = keep_count(1.0 - self.sparsity, v.shape[-1])

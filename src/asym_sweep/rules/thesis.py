@@ -40,20 +40,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-
-from asym_sweep.backward import (
-    SCOPES,
-    BackwardRule,
-    OneK,
-    SelectedSensitivities,
-    check_k,
-    dense_backward_madds,
-    dense_grads,
-    register_rule,
-    row_block_grads,
-    timed,
-)
-from asym_sweep.fused import FusedSpec
+from asym_sweep.engine.fused import FusedSpec
+from asym_sweep.engine.gradients import dense_backward_madds, dense_grads, row_block_grads
+from asym_sweep.engine.rule import SCOPES, BackwardRule, check_k, register_rule, timed
+from asym_sweep.rules.families import OneK, SelectedSensitivities
 from asym_sweep.selection import gather_rows, topk_columns, topk_rows
 
 

@@ -45,9 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from asym_sweep.autograd import GradSink
-from asym_sweep.backward import BackwardRule, check_int, check_real, dense_backward_madds, register_rule
-from asym_sweep.procedure import Layered, Procedure, register_procedure
+from asym_sweep.engine.autograd import GradSink
+from asym_sweep.engine.gradients import dense_backward_madds
+from asym_sweep.engine.procedure import Layered, Procedure, register_procedure
+from asym_sweep.engine.rule import BackwardRule, check_int, check_real, register_rule
 from asym_sweep.timing import Timers
 
 MASK_SEED_OFFSET = 3_000_017

@@ -1,7 +1,7 @@
 // The fused backward of the thesis' batch-scope rules: one call per layer instead of some
 // fifteen Python-level calls (the selection, the gathered products, the gradient sink's writes).
 //
-// Every ATen call below is the one the pure-torch path makes (rules/thesis.py, backward.py,
+// Every ATen call below is the one the pure-torch path makes (rules/thesis.py, engine/gradients.py,
 // selection.py, autograd.py), in the same order and on the same shapes, so the gradients are
 // the same bits; only the interpreter's cost between the calls goes (docs/performance.md, "The
 // fused backward"). The per-example top-k calls the compiled helper's own function (rowtopk.cpp,
@@ -246,7 +246,7 @@ std::tuple<Tensor, Tensor, Tensor, double> backward(
   Selection s = select(kind, k, kx, x_each, nonnegative, g, x, w, need_x, need_w, h);
   const double select_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  // backward.row_block_grads
+  // gradients.row_block_grads
   Tensor gc = gather_cols(g, s.rows);
   Tensor grad_x, grad_w, grad_b;
   if (need_x) grad_x = at::matmul(gc, s.w_tilde.defined() ? s.w_tilde : gather_rows(w, s.rows));

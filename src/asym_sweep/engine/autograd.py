@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from asym_sweep import fused
-from asym_sweep.backward import BackwardRule, Needs
+from asym_sweep.engine import fused
+from asym_sweep.engine.gradients import Needs
+from asym_sweep.engine.rule import BackwardRule
 from asym_sweep.selection import scatter_cols, scatter_rows
 from asym_sweep.timing import Stopwatch
 

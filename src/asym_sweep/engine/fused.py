@@ -48,7 +48,7 @@ KINDS = ("topk", "partial", "complete")  # fused.cpp's Kind, 1-based
 
 
 class FusedSpec(NamedTuple):
-    """A rule's parameters as the fused backward takes them (`backward.BackwardRule.fused_spec`)."""
+    """A rule's parameters as the fused backward takes them (`rule.BackwardRule.fused_spec`)."""
 
     kind: str  # one of KINDS
     k: int  # the sensitivities kept (top-k's k, partial's k1, complete's k)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asym_sweep.backward import BackwardRule
+from asym_sweep.engine.rule import BackwardRule
 from asym_sweep.timing import Stopwatch, Timers
 
 
