@@ -106,3 +106,21 @@ def test_no_rules_page_without_a_rule_beyond_the_thesis(tmp_path):
     write_method(root, "dropout", 0.880, backward=2.0, flop_ratio=1.0, cells=PANEL[:1])
     report = build(root, tmp_path / "report", static=False, log=lambda _: None)
     assert "The rules: every registered rule" not in (report.out_dir / "index.html").read_text()
+
+
+def test_while_the_panel_is_unfinished_every_method_is_ranked_on_the_cells_all_have_finished(tmp_path):
+    four = load_grid(methods=("dropout", "topk", "swat", "swat_80"))
+    root = tmp_path / "runs"
+    write_method(root, "dropout", 0.880, backward=2.0, flop_ratio=1.0)
+    write_method(root, "topk", 0.878, backward=1.0, flop_ratio=0.2)
+    write_method(root, "swat", 0.884, backward=4.0, flop_ratio=0.6, cells=PANEL[:2])
+    write_method(root, "swat_80", 0.850, backward=3.0, flop_ratio=0.4, cells=PANEL[1:3])
+    write_method(root, "swat_80", 0.850, backward=3.0, flop_ratio=0.4, seeds=1, cells=PANEL[:1])  # a seed only
+    runs = collect(root).runs
+    assert rl.ranked_cells(runs, four) == (PANEL[1],)  # the one cell where all four have every seed
+    panel = rl.panel_table(runs, four).set_index("name")
+    assert list(panel.index) == ["swat", "dropout", "topk", "swat_80"]
+    assert panel.loc["swat", "time_ratio"] == pytest.approx(2.0)  # that cell's ratio alone
+    # No cell finished by all: the whole panel, the methods that have it all.
+    assert rl.ranked_cells(runs, RULES) == PANEL
+    assert list(rl.panel_table(runs, RULES).index) == [0, 1]

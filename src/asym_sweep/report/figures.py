@@ -257,7 +257,7 @@ SOURCE_COLORS = {"Srivastava 2022": PALETTE[0], "meProp variants": PALETTE[1], "
 
 
 def rules_tradeoff(panel: pd.DataFrame, title: str, costs: dict[str, str]) -> go.Figure:
-    """Test accuracy over the panel (mean, 95% CI) against each cost in ``costs`` (log x), one
+    """Test accuracy over the ranked cells (mean, 95% CI) against each cost in ``costs`` (log x), one
     marker per method coloured by source, the thesis' methods as diamonds, the Pareto front a line."""
     fig = make_subplots(rows=1, cols=len(costs), subplot_titles=list(costs.values()), shared_yaxes=True)
     shown: set[str] = set()
@@ -308,6 +308,6 @@ def rules_tradeoff(panel: pd.DataFrame, title: str, costs: dict[str, str]) -> go
             col=col,
         )
         fig.update_xaxes(type="log", title_text=costs[cost], row=1, col=col)
-    fig.update_yaxes(title_text="test accuracy, mean over the panel", row=1, col=1)
+    fig.update_yaxes(title_text="test accuracy, mean over the cells", row=1, col=1)
     fig.update_layout(title=title, height=520, margin={"t": 80})
     return fig

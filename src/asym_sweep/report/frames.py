@@ -35,6 +35,7 @@ class Frames:
     rules_panel: pd.DataFrame | None = None
     rules_claims: pd.DataFrame | None = None
     rules_coverage: tuple[int, int] = (0, 0)
+    rules_ranked_cells: tuple[str, ...] = ()  # the cells the ranking is over (`rules.ranked_cells`)
 
 
 def compute(
@@ -49,7 +50,8 @@ def compute(
     reference = th.load_reference(grid)
     times = th.time_comparison(summary, reference, grid, sweep.frame if sweep is not None else None)
     rules = rules if rules is not None else load_grid(methods=rule_methods())
-    panel = rl.panel_table(collection.runs, rules)
+    ranked = rl.ranked_cells(collection.runs, rules)
+    panel = rl.panel_table(collection.runs, rules, ranked)
     return Frames(
         grid,
         collection,
@@ -66,4 +68,5 @@ def compute(
         panel,
         rl.claims_table(panel),
         rl.coverage(collection.runs, rules),
+        ranked,
     )

@@ -10,8 +10,10 @@ The protocol is the grid's (Fashion-MNIST, 20 epochs, batch 50) on the readings 
   machines do not compare (the timing sweep times the thesis' four only);
 * the analytical backward multiply-add ratio to dense backprop (``flops.ratio_to_dense``).
 
-Over the panel (methods with every seed on every cell): per seed the mean test accuracy over the
-cells, then its mean and CI over the seeds; the geometric mean of the per-cell time and FLOP
+Over the ranked cells (`ranked_cells`: the panel cells every method has finished, so that every
+method is ranked on the same cells; while no cell is finished by all, the whole panel and the
+methods that have it all): per seed the mean test accuracy over the cells, then its mean and CI
+over the seeds; the geometric mean of the per-cell time and FLOP
 ratios (ratios multiply). A method is on a front when no other method is at most as costly and at
 least as accurate, one of the two strictly.
 """
@@ -136,18 +138,30 @@ def _geomean(values: pd.Series) -> float:
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else math.nan
 
 
-def panel_table(runs: pd.DataFrame, rules: ThesisGrid) -> pd.DataFrame:
-    """One row per method with all seeds on every panel cell: accuracy over the panel with its CI,
-    the gap to dropout, the cost ratios, the fronts; ranked by accuracy."""
+def ranked_cells(runs: pd.DataFrame, rules: ThesisGrid) -> tuple[str, ...]:
+    """The panel cells on which every method has all its seeds, in the panel's order; the whole
+    panel while there is none."""
     done = _panel_runs(runs, rules.tags)
+    seeds = done.drop_duplicates(["arch", "name", "seed"]).groupby(["arch", "name"]).size()
+    finished = tuple(arch for arch in PANEL if all(seeds.get((arch, name), 0) >= PANEL_SEEDS for name in rules.tags))
+    return finished or PANEL
+
+
+def panel_table(runs: pd.DataFrame, rules: ThesisGrid, cells: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per method with all seeds on every one of ``cells`` (default `ranked_cells`):
+    accuracy over them with its CI, the gap to dropout, the cost ratios, the fronts; ranked by
+    accuracy."""
+    cells_ranked = ranked_cells(runs, rules) if cells is None else cells
+    done = _panel_runs(runs, rules.tags)
+    done = done[done["arch"].isin(cells_ranked)]
     cells = cell_table(runs, rules)
     rows = []
     for name, g in done.groupby("name", sort=False):
-        if g["arch"].nunique() < len(PANEL) or g.groupby("arch")["seed"].nunique().min() < PANEL_SEEDS:
+        if g["arch"].nunique() < len(cells_ranked) or g.groupby("arch")["seed"].nunique().min() < PANEL_SEEDS:
             continue
-        per_seed = g.groupby("seed")["test_acc"].mean()  # each seed's mean over the six cells
+        per_seed = g.groupby("seed")["test_acc"].mean()  # each seed's mean over the ranked cells
         mean, lo, hi, n = mean_ci(per_seed)
-        c = cells[cells["name"] == name]
+        c = cells[(cells["name"] == name) & cells["arch"].isin(cells_ranked)]
         rows.append(
             {
                 "name": name,
