@@ -89,3 +89,16 @@ def test_every_default_folder_and_the_seed_counts_have_one_definition():
         )
         == 2
     )
+
+
+def test_the_thesis_statements_the_report_quotes_live_in_one_module():
+    from pathlib import Path
+
+    from asym_sweep.report import quoted
+
+    report = Path(quoted.__file__).parent
+    statements = [quoted.BEST_SHARES, quoted.BEATS_DROPOUT_SHARE, quoted.TOPK_TIME_RATIO, quoted.BEST_CELL]
+    for path in sorted(report.glob("*.py")):
+        if path.name != "quoted.py":
+            code = path.read_text()
+            assert not [s for s in statements if f'"{s}' in code or f" {s})" in code], f"{path.name} quotes the thesis"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from asym_sweep.grid import BASELINE, METHODS, ThesisGrid
+from asym_sweep.report import quoted
 
 AGREE = 0.01
 MIN_CELLS = 5
@@ -105,7 +106,7 @@ def claims(
         t_better = int((t_acc[["topk", "partial"]].max(axis=1) > t_acc["dropout"]).sum())
         out.append(
             Claim(
-                "abstract; 10.1 (78%)",
+                f"abstract; 10.1 ({quoted.BEATS_DROPOUT_SHARE})",
                 "asymmetric training (top-k or partial) beats symmetric training with dropout",
                 _verdict(better / n, n, 0.6, 0.4),
                 _pct(better, n),
@@ -124,7 +125,7 @@ def claims(
         out.append(
             Claim(
                 "9.6; 10.1",
-                "top-k is the best method most often (60%; partial 28%, symmetric 12%)",
+                f"top-k is the best method most often ({quoted.BEST_SHARES})",
                 verdict,
                 shares,
                 t_shares,
@@ -184,7 +185,7 @@ def claims(
                     "the best accuracy of all experiments is l1-512 with symmetric dropout",
                     verdict,
                     ours_best,
-                    "l1-512 dropout (Table 9.33)",
+                    quoted.BEST_CELL,
                 )
             )
     ratios, basis = time_cells(summary, grid, times, where)

@@ -11,7 +11,7 @@ import pandas as pd
 from asym_sweep import grid as thesis_grid
 from asym_sweep.config import schema_settings
 from asym_sweep.grid import ThesisGrid
-from asym_sweep.report import fidelity, figures, tables
+from asym_sweep.report import fidelity, figures, quoted, tables
 from asym_sweep.report import readings as rd
 from asym_sweep.report import rules as rl
 from asym_sweep.report import thesis as th
@@ -232,7 +232,7 @@ def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section
             s,
             best_display(best, frames.grid),
             "answer_best_method",
-            "Best method per architecture by mean test accuracy (thesis: top-k 60%, partial 28%, symmetric 12%)",
+            f"Best method per architecture by mean test accuracy (thesis: {quoted.BEST_SHARES})",
         )
     reduction = reduction_display(frames.reduction, frames.grid)
     if not reduction.empty:
@@ -240,7 +240,7 @@ def answer_section(frames: Frames, w: Writer, colors: dict[str, str]) -> Section
             s,
             reduction,
             "answer_backward_ratio",
-            "Backward time relative to symmetric dropout (thesis: about 0.62 for top-k)"
+            f"Backward time relative to symmetric dropout (thesis: {quoted.TOPK_TIME_RATIO})"
             + (
                 f"; timing sweep: {frames.sweep.where}"
                 if frames.sweep is not None
@@ -343,8 +343,7 @@ def summary_section(frames: Frames, w: Writer, seeds: int, colors: dict[str, str
             s,
             best_display(best, frames.grid),
             f"summary_best_method_{dataset}",
-            f"{dataset}: best method per architecture by mean test accuracy (thesis 10: top-k 60%, partial 28%, "
-            "symmetric 12%)",
+            f"{dataset}: best method per architecture by mean test accuracy (thesis 10: {quoted.BEST_SHARES})",
         )
     reduction = reduction_display(frames.reduction, frames.grid)
     if reduction.empty:
