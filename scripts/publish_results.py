@@ -9,8 +9,8 @@ Only what the reproduction is made of, and only its records (``result.json`` and
   method's grid tag, `grid.ThesisGrid.tags`, which names its settings; seeds below 5);
 * ``results/readings/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of a reading of
   ``conf/reading`` that are not grid runs: the readings panel (cells of ``grid.PANEL``, seeds
-  below 3) and a reading's runs on other grid cells (seeds below 5), such as the [0, 1]-pixel
-  dropout runs made while that was the grid's baseline (`dropout_unit`);
+  below 3) and a reading's runs on other grid cells (seeds below 5), such as the standardised
+  dropout runs made while that was the grid's baseline (`dropout_standard`);
 * ``results/rules/<dataset>/<arch>/<tag>/seed<N>/``: completed runs of the rules experiment
   (``+experiment=rules``: a `grid.rule_methods` method that is not a thesis method, on the panel,
   seeds below 3).

@@ -121,8 +121,8 @@ def test_settings_tag_of_a_plain_record_equals_that_of_its_config():
         ("method=partial", "train.batch_size=10", "train.epochs=2"): "+e2+b10",
         ("dataset=mnist", "train.epochs=17"): "",
         ("dataset=mnist", "train.epochs=20"): "+e20",
-        ("method=dropout",): "+standard",
-        ("method=dropout", "dataset.scaling=unit"): "",
+        ("method=dropout",): "",
+        ("method=dropout", "dataset.scaling=standard"): "+standard",
     }
     for overrides, tag in cases.items():
         composed = compose_config(list(overrides))

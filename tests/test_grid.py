@@ -19,11 +19,24 @@ def test_a_methods_grid_tag_is_the_folder_its_runs_get(name):
     assert grid.load_grid().tags[name] == records.run_tag(compose_config([f"method={name}"]))
 
 
-def test_dropout_fixes_standardised_inputs_and_its_label_says_so():
+def test_every_method_takes_the_experiment_wide_input_scaling():
+    # One protocol: no method file fixes an experiment-wide option (docs/methods.md).
     g = grid.load_grid()
+    assert all(not set(g.settings.get(name, {})) & set(grid.EXPERIMENT_WIDE) for name in grid.METHODS)
+    assert g.baseline_tag == "dropout-p0.4" and g.label(g.baseline_tag) == "Symmetric dropout 0.4"
+    assert g.method_of("dropout-p0.4+standard") is None  # the reading dropout_standard, not the grid's
+    assert g.same_cost_tags["dropout-p0.4+standard"] == "dropout-p0.4"  # its timings stand for the grid's
+
+
+def test_a_method_file_that_fixes_a_setting_gets_it_in_its_tag_and_label(tmp_path: Path):
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    path = conf / "method" / "dropout.yaml"
+    path.write_text(path.read_text() + "dataset:\n  scaling: standard\n")
+    g = grid.load_grid(conf)
     assert g.settings["dropout"] == {"dataset.scaling": "standard"} and g.baseline_tag == "dropout-p0.4+standard"
     assert g.label(g.baseline_tag) == "Symmetric dropout 0.4, standardised inputs"
-    assert g.method_of("dropout-p0.4") is None  # [0, 1] pixels: the reading dropout_unit, not the grid's
+    assert g.time_baselines == ("dropout-p0.4+standard", "dropout-p0.4")
 
 
 def test_a_method_file_that_fixes_other_keys_is_refused(tmp_path: Path):

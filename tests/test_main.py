@@ -54,7 +54,7 @@ def test_settings_that_change_numbers_get_their_own_folder(tiny_data, tmp_path):
         small_overrides(tiny_data, runs, method="dropout") + ["--multirun", "train.optim.lr=0.001,0.002"], tmp_path
     )
     assert sweep.returncode == 0 and "2 runs: 2 completed" in sweep.stderr
-    assert result_of(runs, "l1-32", f"dropout-p0.4+standard{TINY}+lr0.002")["config"]["train"]["optim"]["lr"] == 0.002
+    assert result_of(runs, "l1-32", f"dropout-p0.4{TINY}+lr0.002")["config"]["train"]["optim"]["lr"] == 0.002
 
 
 def test_the_reference_setup_keeps_the_plain_method_tag(tiny_data, tmp_path):
@@ -68,17 +68,14 @@ def test_the_reference_setup_keeps_the_plain_method_tag(tiny_data, tmp_path):
     cfg = compose_config(
         ["method=dropout", "arch=l1-64", "train.epochs=2", "train.batch_size=10", "dataset.train_limit=500"]
     )
-    assert run_subdir(cfg) == "fashion_mnist/l1-64/dropout-p0.4+standard+n500+e2+b10/seed0"
+    assert run_subdir(cfg) == "fashion_mnist/l1-64/dropout-p0.4+n500+e2+b10/seed0"
     assert run_subdir(compose_config(["dataset=mnist", "arch=l1-512"])) == "mnist/l1-512/topk-k40/seed0"
-    # Dropout's method file fixes standardised inputs (its grid tag says so); [0, 1] pixels are the
-    # reading `dropout_unit`, under the tag its runs had while that was the grid's baseline.
+    # Every method takes [0, 1] pixels; standardised inputs are the reading `dropout_standard`,
+    # under the tag its runs had while that was the grid's baseline.
+    assert run_subdir(compose_config(["method=dropout", "arch=l1-64"])) == "fashion_mnist/l1-64/dropout-p0.4/seed0"
     assert (
-        run_subdir(compose_config(["method=dropout", "arch=l1-64"]))
-        == "fashion_mnist/l1-64/dropout-p0.4+standard/seed0"
-    )
-    assert (
-        run_subdir(compose_config(["method=dropout", "dataset.scaling=unit"]))
-        == "fashion_mnist/l3-256/dropout-p0.4/seed0"
+        run_subdir(compose_config(["method=dropout", "dataset.scaling=standard"]))
+        == "fashion_mnist/l3-256/dropout-p0.4+standard/seed0"
     )
 
 
@@ -166,7 +163,7 @@ def test_nan_failure_writes_status_and_error(tiny_data, tmp_path):
     runs = tmp_path / "runs"
     done = cli(small_overrides(tiny_data, runs, method="dropout", **{"train.optim.lr": 1e30}), tmp_path)
     assert done.returncode == 1 and "TrainingDiverged" in done.stderr and "Traceback" not in done.stderr
-    tag = f"dropout-p0.4+standard{TINY}+lr1e30"
+    tag = f"dropout-p0.4{TINY}+lr1e30"
     result = result_of(runs, "l1-32", tag)
     assert result["status"] == "failed" and "nan" in result["error"]
     assert "Traceback" in (folder(runs, "l1-32", tag) / records.ERROR_FILE).read_text()

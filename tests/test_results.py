@@ -59,7 +59,7 @@ def test_every_published_reading_record_is_a_reading_on_a_grid_cell():
         check_record(folder)
         dataset, arch, tag, seed = records.folder_key(folder)
         assert dataset == "fashion_mnist" and tag in readings and tag not in grid_tags
-        # the panel's cells (seeds 0-2), or a reading's runs on other grid cells (dropout_unit's)
+        # the panel's cells (seeds 0-2), or a reading's runs on other grid cells (dropout_standard's)
         assert (arch in grid.PANEL and seed < grid.PANEL_SEEDS) or (arch in grid.ARCHS[dataset] and seed < 5)
 
 
@@ -104,11 +104,11 @@ def test_publishing_copies_records_only_and_never_replaces_one(tiny_data, tmp_pa
 @pytest.mark.parametrize(
     "overrides, where",
     [
-        (["method=dropout"], "fashion_mnist/l4-128/dropout-p0.4+standard/seed3"),  # the grid's baseline
+        (["method=dropout"], "fashion_mnist/l4-128/dropout-p0.4/seed3"),  # the grid's baseline
         (
-            ["method=dropout", "dataset.scaling=unit"],
-            "readings/fashion_mnist/l4-128/dropout-p0.4/seed3",
-        ),  # dropout_unit
+            ["method=dropout", "dataset.scaling=standard"],
+            "readings/fashion_mnist/l4-128/dropout-p0.4+standard/seed3",
+        ),  # dropout_standard
         (["method=topk", "dataset.scaling=standard"], "readings/fashion_mnist/l4-128/topk-k40+standard/seed3"),
         (["method=topk", "train.batch_size=20"], None),  # no reading of conf/reading
         (["method=swat_80", "arch=l2-128", "seed=2"], "rules/fashion_mnist/l2-128/swat-period1-sparsity0.8/seed2"),

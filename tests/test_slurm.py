@@ -100,7 +100,7 @@ def test_a_sweep_on_slurm_completes_and_a_relaunch_skips_it(shared_data, tmp_pat
     assert set(on_slurm) == set(here) and set(on_slurm["environment"]) == set(here["environment"])
     assert on_slurm["final"] == here["final"]  # one thread each: the same numbers
     for arch in ("l1-32", "l2-32"):
-        for tag in ("topk-k40+n2000+e1", "dropout-p0.4+standard+n2000+e1"):
+        for tag in ("topk-k40+n2000+e1", "dropout-p0.4+n2000+e1"):
             assert (runs / "fashion_mnist" / arch / tag / "seed0" / ".hydra" / "config.yaml").is_file()
     again = cli(sweep, cwd=REPO, timeout=600)
     assert again.returncode == 0 and "4 runs: 0 completed, 4 skipped, 0 failed, 0 invalid" in again.stderr

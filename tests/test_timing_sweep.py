@@ -21,7 +21,7 @@ def test_jobs_are_the_grid_runs_configs(tiny_data):
     for method in ("dropout", "topk", "partial", "complete"):
         cfg = ts.compose_job(method, "l2-64", tiny(tiny_data))
         assert cfg.arch == "l2-64" and cfg.method.name == method
-        assert ts.run_tag(cfg).replace("+val50", "") == grid.tags[method]  # dropout-p0.4+standard, topk-k40, ...
+        assert ts.run_tag(cfg).replace("+val50", "") == grid.tags[method]  # dropout-p0.4, topk-k40, ...
 
 
 def test_a_small_sweep_writes_one_record_with_every_round(tiny_data, tmp_path, capsys):

@@ -168,6 +168,19 @@ class ThesisGrid:
         return self.tags[BASELINE]
 
     @property
+    def same_cost_tags(self) -> dict[str, str]:
+        """The tag of each method's runs at another value of a cost-neutral setting
+        (`COST_NEUTRAL_SETTINGS`, the values of `EXPERIMENT_WIDE`) -> its grid tag: a timing taken
+        at one value stands for the grid's runs (``dropout-p0.4+standard`` -> ``dropout-p0.4``)."""
+        out: dict[str, str] = {}
+        for key in sorted(COST_NEUTRAL_SETTINGS):
+            for value in EXPERIMENT_WIDE.get(key, ()):
+                for name, tag in self.tags_with({key: value}).items():
+                    if tag != self.tags[name]:
+                        out[tag] = self.tags[name]
+        return out
+
+    @property
     def time_baselines(self) -> tuple[str, ...]:
         """The baseline's grid tag, then that of the same method without its cost-neutral settings
         (``dropout-p0.4+standard``, ``dropout-p0.4``): the report's time-ratio denominators in

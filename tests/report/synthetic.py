@@ -186,7 +186,7 @@ THESIS_METHODS = {
     for name, spec in _GRID.specs.items()
 }
 PARTIAL = _GRID.tags["partial"]  # partial connectivity's grid tag (its default reading)
-DROPOUT = _GRID.baseline_tag  # the baseline's grid tag (standardised inputs: conf/method/dropout.yaml)
+DROPOUT = _GRID.baseline_tag  # the baseline's grid tag (dropout-p0.4)
 
 
 def write_thesis_run(root: Path, tag: str, **kw: Any) -> Path:

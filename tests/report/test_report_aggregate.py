@@ -87,60 +87,57 @@ def test_one_run_slowed_by_other_work_does_not_move_the_time_ratio(tmp_path: Pat
 
 
 def test_the_time_ratio_takes_the_baseline_timed_like_the_row(tmp_path: Path) -> None:
-    """Dropout rerun with standardised inputs on another CPU: top-k's time ratio is taken to the
-    [0, 1]-pixel dropout runs made beside it (the same operations), and says so."""
+    """A baseline whose method file fixes a cost-neutral setting (standardised inputs, as dropout's
+    did before all methods took [0, 1] pixels), rerun on another CPU: top-k's time ratio is taken
+    to the [0, 1]-pixel dropout runs made beside it (the same operations), and says so."""
+    import shutil
+
     from synthetic import write_run
 
+    from asym_sweep.config import CONF_DIR
     from asym_sweep.grid import load_grid
 
-    grid = load_grid()
-    unit = grid.time_baselines[1]
-    assert grid.time_baselines == (DROPOUT, "dropout-p0.4")
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    dropout_file = conf / "method" / "dropout.yaml"
+    dropout_file.write_text(dropout_file.read_text() + "dataset:\n  scaling: standard\n")
+    grid = load_grid(conf)
+    base, unit = grid.time_baselines
+    assert (base, unit) == ("dropout-p0.4+standard", "dropout-p0.4")
+    runs = tmp_path / "runs"
     day, later = "2026-12-01T10:00:00+00:00", "2026-12-02T20:00:00+00:00"
+    dropout = dict(method="dropout", rule="dense", params={})
     for seed in range(3):
-        write_thesis_run(tmp_path, "topk-k40", arch="l2-64", seed=seed, backward=1.0, cpu="AMD, AVX2", started_at=day)
+        write_thesis_run(runs, "topk-k40", arch="l2-64", seed=seed, backward=1.0, cpu="AMD, AVX2", started_at=day)
+        write_run(runs, tag=unit, **dropout, arch="l2-64", seed=seed, backward=4.0, cpu="AMD, AVX2", started_at=day)
         write_run(
-            tmp_path,
-            tag=unit,
-            method="dropout",
-            rule="dense",
-            params={},
+            runs,
+            tag=base,
+            **dropout,
+            scaling="standard",
             arch="l2-64",
             seed=seed,
-            backward=4.0,
-            cpu="AMD, AVX2",
-            started_at=day,
-        )
-        write_thesis_run(
-            tmp_path, DROPOUT, arch="l2-64", seed=seed, backward=2.0, cpu="Intel, AVX512", started_at=later
+            backward=2.0,
+            cpu="Intel, AVX512",
+            started_at=later,
         )
         # On l3-64 every run was made on one CPU in one stretch: the grid's baseline is taken.
-        write_thesis_run(tmp_path, "topk-k40", arch="l3-64", seed=seed, backward=1.0, started_at=day)
-        write_run(
-            tmp_path,
-            tag=unit,
-            method="dropout",
-            rule="dense",
-            params={},
-            arch="l3-64",
-            seed=seed,
-            backward=4.0,
-            started_at=day,
-        )
-        write_thesis_run(tmp_path, DROPOUT, arch="l3-64", seed=seed, backward=2.0, started_at=day)
-    s = summarize(collect(tmp_path).runs, grid.time_baselines)
+        write_thesis_run(runs, "topk-k40", arch="l3-64", seed=seed, backward=1.0, started_at=day)
+        write_run(runs, tag=unit, **dropout, arch="l3-64", seed=seed, backward=4.0, started_at=day)
+        write_run(runs, tag=base, **dropout, scaling="standard", arch="l3-64", seed=seed, backward=2.0, started_at=day)
+    s = summarize(collect(runs).runs, grid.time_baselines)
     topk = _row(s, "l2-64", "topk-k40")
     assert topk["time_baseline"] == unit and topk["backward_ratio"] == pytest.approx(0.25) and topk["timing_note"] == ""
     assert _row(s, "l2-64", unit)["backward_ratio"] == pytest.approx(
         2.0
     )  # a second baseline is shown against the first
-    assert _row(s, "l2-64", DROPOUT)["backward_ratio"] == pytest.approx(1.0)
-    assert _row(s, "l3-64", "topk-k40")["time_baseline"] == DROPOUT and _row(s, "l3-64", "topk-k40")[
+    assert _row(s, "l2-64", base)["backward_ratio"] == pytest.approx(1.0)
+    assert _row(s, "l3-64", "topk-k40")["time_baseline"] == base and _row(s, "l3-64", "topk-k40")[
         "backward_ratio"
     ] == pytest.approx(0.5)
     # With only the rerun baseline, the ratio is taken to it and the caveat says why it is not like for like.
-    only = summarize(collect(tmp_path).runs[lambda r: r["method_tag"] != unit], grid.time_baselines)
+    only = summarize(collect(runs).runs[lambda r: r["method_tag"] != unit], grid.time_baselines)
     assert (
-        _row(only, "l2-64", "topk-k40")["time_baseline"] == DROPOUT
+        _row(only, "l2-64", "topk-k40")["time_baseline"] == base
         and "vs dropout's" in _row(only, "l2-64", "topk-k40")["timing_note"]
     )

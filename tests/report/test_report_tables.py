@@ -68,7 +68,7 @@ def _comparison_rows() -> pd.DataFrame:
 
 def test_accuracy_table_has_thesis_rows_first_and_missing_not_zero() -> None:
     t = tables.accuracy_table(_comparison_rows(), load_grid())
-    assert list(t["Method"]) == ["Symmetric dropout 0.4, standardised inputs", "Top-k asymmetry k=40"]
+    assert list(t["Method"]) == ["Symmetric dropout 0.4", "Top-k asymmetry k=40"]
     dropout, topk = t.iloc[0], t.iloc[1]
     assert dropout["Validation (ours)"] == "missing" and dropout["Δ val"] == "—" and dropout["Seeds"] == "0"
     assert topk["Validation (ours)"] == "0.8950 (0.8500, 0.9400)" and topk["thesis in CI (val)"] == "yes"

@@ -119,6 +119,8 @@ def time_comparison(
     table = summary[cols].merge(ref, on=KEYS, how="outer")
     table["n_seeds"] = table["n_seeds"].fillna(0).astype(int)
     if sweep is not None and len(sweep):
+        # A sweep taken at another value of a cost-neutral setting times the grid's runs too.
+        sweep = sweep.assign(method_tag=sweep["method_tag"].replace(grid.same_cost_tags))
         table = table.merge(sweep, on=KEYS, how="left")
     else:
         table = table.assign(**{c: math.nan for c in SWEEP_COLUMNS})
