@@ -85,10 +85,7 @@ def measure_setting(arch: str, method: str, jobs: int, threads: int, train_limit
                 raise RunFailed(
                     f"a run failed ({arch} {method}): {err.strip().splitlines()[-1] if err.strip() else p.returncode}"
                 )
-        return [
-            records.Result.from_json(json.loads(path.read_text())).timing.train_s
-            for path in sorted(root.rglob(records.RESULT_FILE))
-        ]
+        return [records.read_result(folder)[0].timing.train_s for folder in records.run_folders(root)]
 
 
 def measure_all(

@@ -13,7 +13,6 @@ process spins a Python busy loop on one core; the figures are ``timing.train_s``
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ def one_run(arch: str, threads: int, train_limit: int, seed: int) -> tuple[float
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RunFailed(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
-        result = records.Result.from_json(json.loads(next(Path(tmp).rglob(records.RESULT_FILE)).read_text()))
+        result, _ = records.read_result(records.run_folders(Path(tmp))[0])
         return result.timing.train_s, result.environment.threads
 
 

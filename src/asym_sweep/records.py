@@ -318,7 +318,6 @@ ADDED_KEYS = (
 )
 TIMING_KEYS = tuple(f.name for f in dataclasses.fields(Timing))
 FLOP_KEYS = tuple(f.name for f in dataclasses.fields(Flops))
-ENVIRONMENT_KEYS = tuple(f.name for f in dataclasses.fields(Environment))
 
 # JSON's kinds of each annotation; a field's `None` default makes it optional (absent reads None).
 _KINDS: dict[str, tuple[type, ...]] = {
@@ -368,15 +367,6 @@ def _check_completed(result: Result) -> None:
             raise RecordError(f"final.{key} is {value!r}")
     if not all(math.isfinite(v) for v in dataclasses.astuple(result.timing)):
         raise RecordError("non-finite timing")
-
-
-def validate_result(data: Any) -> str | None:
-    """None when ``data`` is a well-formed result, else what is wrong with it."""
-    try:
-        Result.from_json(data)
-    except RecordError as err:
-        return str(err)
-    return None
 
 
 def read_result(run_dir: Path) -> tuple[Result | None, str | None]:

@@ -71,8 +71,18 @@ def _depth_width(arch: str) -> tuple[int | None, int | None]:
 
 # The environment's columns in the run table. Timing's and Flops' fields all become columns: a
 # field added to `records.Timing` or `records.Flops` is a column with no change here.
-ENVIRONMENT_COLUMNS = ("device", "host", "cpu", "threads", "jobs", "cores", "other_busy_cores", "git_commit")
-ENVIRONMENT_COLUMNS += ("git_dirty", "torch")
+ENVIRONMENT_COLUMNS = (
+    "device",
+    "host",
+    "cpu",
+    "threads",
+    "jobs",
+    "cores",
+    "other_busy_cores",
+    "git_commit",
+    "git_dirty",
+    "torch",
+)
 
 
 def _columns(part: Any, kind: type) -> dict[str, Any]:

@@ -147,21 +147,22 @@ def ranked_cells(runs: pd.DataFrame, rules: ThesisGrid) -> tuple[str, ...]:
     return finished or PANEL
 
 
-def panel_table(runs: pd.DataFrame, rules: ThesisGrid, cells: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """One row per method with all seeds on every one of ``cells`` (default `ranked_cells`):
+def panel_table(runs: pd.DataFrame, rules: ThesisGrid, over: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per method with all seeds on every cell of ``over`` (default `ranked_cells`):
     accuracy over them with its CI, the gap to dropout, the cost ratios, the fronts; ranked by
     accuracy."""
-    cells_ranked = ranked_cells(runs, rules) if cells is None else cells
+    over = ranked_cells(runs, rules) if over is None else over
     done = _panel_runs(runs, rules.tags)
-    done = done[done["arch"].isin(cells_ranked)]
+    done = done[done["arch"].isin(over)]
     cells = cell_table(runs, rules)
+    cells = cells[cells["arch"].isin(over)]
     rows = []
     for name, g in done.groupby("name", sort=False):
-        if g["arch"].nunique() < len(cells_ranked) or g.groupby("arch")["seed"].nunique().min() < PANEL_SEEDS:
+        if g["arch"].nunique() < len(over) or g.groupby("arch")["seed"].nunique().min() < PANEL_SEEDS:
             continue
         per_seed = g.groupby("seed")["test_acc"].mean()  # each seed's mean over the ranked cells
         mean, lo, hi, n = mean_ci(per_seed)
-        c = cells[(cells["name"] == name) & cells["arch"].isin(cells_ranked)]
+        c = cells[cells["name"] == name]
         rows.append(
             {
                 "name": name,
